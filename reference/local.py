@@ -1,0 +1,133 @@
+"""The local distance: formula 1 on every stripe pair, then formula 2 on the resulting matrix."""
+import numpy as np
+
+from . import _checks
+from .distance import _euclidean, _euclidean_vjp
+from .path import _table, shortest_dist_vjp
+
+
+def _pair_dist(x, y):
+    """Local distances of aligned pairs ``x[k]``, ``y[k]`` (``[K, m, d]``, ``[K, n, d]``): ``[K]``."""
+    stripes = np.tanh(_euclidean(x, y) / 2)  # formula 1, [K, m, n]
+    return _table(np.moveaxis(stripes, 0, -1))[-1, -1]  # formula 2 over [m, n, K]
+
+
+def _pair_dist_vjp(x, y, grad_out):
+    """Chain rule of ``_pair_dist``: formula 2, then formula 1, then the Euclidean distance."""
+    euclid = _euclidean(x, y)
+    stripes = np.tanh(euclid / 2)
+    grad_stripes = np.moveaxis(shortest_dist_vjp(np.moveaxis(stripes, 0, -1), grad_out), -1, 0)
+    grad_euclid = grad_stripes * (1 - stripes * stripes) / 2
+    return _euclidean_vjp(x, y, grad_euclid)
+
+
+def local_dist(x, y):
+    """AlignedReID local distance between every image of ``x`` and every image of ``y``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (M, m, d), float32 or float64
+        ``m`` stripe features of each of ``M`` images.
+    y : ndarray, shape (N, n, d), same dtype as ``x``
+
+    Returns
+    -------
+    ndarray, shape (M, N)
+        Formula 1 on every stripe pair, then formula 2, for every pair of images.
+
+    Examples
+    --------
+    >>> import numpy as np, reference
+    >>> x = np.zeros((2, 3, 4)); y = np.ones((5, 2, 4))
+    >>> reference.local_dist(x, y).shape
+    (2, 5)
+    """
+    _checks.feature_pair("local_dist", x, y, "(M, m, d)", "(N, n, d)", rank=3)
+    out = np.empty((x.shape[0], y.shape[0]), dtype=x.dtype)
+    for a in range(x.shape[0]):  # one query image against the whole gallery at a time
+        out[a] = _pair_dist(np.broadcast_to(x[a], (y.shape[0],) + x.shape[1:]), y)
+    return out
+
+
+def local_dist_vjp(x, y, grad_out):
+    """Gradients of ``local_dist(x, y)`` pulled back from ``grad_out``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (M, m, d)
+    y : ndarray, shape (N, n, d)
+    grad_out : ndarray, shape (M, N)
+
+    Returns
+    -------
+    grad_x : ndarray, shape (M, m, d)
+    grad_y : ndarray, shape (N, n, d)
+
+    Examples
+    --------
+    >>> import numpy as np, reference
+    >>> x = np.eye(3)[None]; y = np.eye(3)[None, ::-1]
+    >>> gx, gy = reference.local_dist_vjp(x, y, np.ones((1, 1)))
+    >>> gx.shape, gy.shape
+    ((1, 3, 3), (1, 3, 3))
+    """
+    _checks.feature_pair("local_dist_vjp", x, y, "(M, m, d)", "(N, n, d)", rank=3)
+    grad_out = _checks.grad_like("local_dist_vjp", grad_out, (x.shape[0], y.shape[0]), x.dtype)
+    grad_x = np.zeros_like(x)
+    grad_y = np.zeros_like(y)
+    for a in range(x.shape[0]):
+        gx, gy = _pair_dist_vjp(np.broadcast_to(x[a], (y.shape[0],) + x.shape[1:]), y, grad_out[a])
+        grad_x[a] = gx.sum(axis=0)
+        grad_y += gy
+    return grad_x, grad_y
+
+
+def batch_local_dist(x, y):
+    """Local distance of pair ``k``: image ``x[k]`` with image ``y[k]``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, m, d), float32 or float64
+    y : ndarray, shape (N, n, d), same dtype as ``x``
+
+    Returns
+    -------
+    ndarray, shape (N,)
+
+    Examples
+    --------
+    >>> import numpy as np, reference
+    >>> reference.batch_local_dist(np.zeros((1, 2, 3)), np.zeros((1, 2, 3)))
+    array([1.5e-06])
+    """
+    _checks.feature_pair("batch_local_dist", x, y, "(N, m, d)", "(N, n, d)", rank=3)
+    _checks.same_size("batch_local_dist", "y", y, 0, x.shape[0], "the number of pairs in x")
+    return _pair_dist(x, y)
+
+
+def batch_local_dist_vjp(x, y, grad_out):
+    """Gradients of ``batch_local_dist(x, y)`` pulled back from ``grad_out``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, m, d)
+    y : ndarray, shape (N, n, d)
+    grad_out : ndarray, shape (N,)
+
+    Returns
+    -------
+    grad_x : ndarray, shape (N, m, d)
+    grad_y : ndarray, shape (N, n, d)
+
+    Examples
+    --------
+    >>> import numpy as np, reference
+    >>> gx, gy = reference.batch_local_dist_vjp(np.zeros((1, 1, 2)), np.ones((1, 1, 2)),
+    ...                                         np.ones(1))
+    >>> gx.round(4)
+    array([[[-0.2225, -0.2225]]])
+    """
+    _checks.feature_pair("batch_local_dist_vjp", x, y, "(N, m, d)", "(N, n, d)", rank=3)
+    _checks.same_size("batch_local_dist_vjp", "y", y, 0, x.shape[0], "the number of pairs in x")
+    grad_out = _checks.grad_like("batch_local_dist_vjp", grad_out, (x.shape[0],), x.dtype)
+    return _pair_dist_vjp(x, y, grad_out)
