@@ -1,0 +1,126 @@
+"""Error models behind the tolerances with which implementations are compared to the oracle.
+
+``u`` is the unit roundoff of the dtype (half its machine epsilon). Bounds are worst-case
+first-order bounds in the style of Higham, *Accuracy and Stability of Numerical
+Algorithms* (2002), chapter 3; they are computed in float64 from the inputs.
+
+- Squared distances. An implementation may use the expansion ``|f|^2 + |g|^2 - 2 f.g``
+  (matrix products) instead of explicit differences. Each of the three terms is a dot
+  product of length ``d`` with error at most ``gamma(d) * |f||g|``-like terms, and the two
+  additions add ``2u``, so ``|delta sq| <= 2 gamma(d + 2) (|f|^2 + |g|^2)``.
+- Distances. ``|sqrt(a) - sqrt(b)| <= min(sqrt(|a - b|), |a - b| / sqrt(max(a, b)))``
+  plus one rounding of the square root; the first form covers cancellation near zero.
+- Formula 1 is 1/2-Lipschitz: ``|delta tanh(e/2)| <= |delta e| / 2``, plus ``2u`` for the
+  rounded tanh and halving.
+- Formula 2 is 1-Lipschitz in the max norm along a path: a change of at most ``delta`` in
+  every cell moves the shortest path length by at most ``(m+n-1) delta``; its own
+  ``m+n-2`` rounded additions of partial sums below ``m+n-1`` add ``(m+n-1)^2 u``.
+- Both the implementation and the oracle carry such errors, hence a factor 2.
+"""
+import numpy as np
+
+
+def unit_roundoff(dtype):
+    """Half the machine epsilon of ``dtype``."""
+    return float(np.finfo(dtype).eps) / 2
+
+
+def gamma(k, u):
+    """Higham's ``gamma_k = k u / (1 - k u)``: the relative error bound of ``k`` roundings."""
+    return k * u / (1 - k * u)
+
+
+def euclid_bound(x, y, u):
+    """Bound on the error of every stripe distance between ``x [..., m, d]`` and ``y [..., n, d]``."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    sq_x = np.sum(x * x, axis=-1)[..., :, None]
+    sq_y = np.sum(y * y, axis=-1)[..., None, :]
+    diff = x[..., :, None, :] - y[..., None, :, :]
+    euclid = np.sqrt(np.maximum(np.sum(diff * diff, axis=-1), 1e-12))
+    delta_sq = 2 * gamma(x.shape[-1] + 2, u) * (sq_x + sq_y)
+    # Normalising in the implementation moves each feature by about 3u of its length.
+    delta_inputs = 3 * u * (np.sqrt(sq_x) + np.sqrt(sq_y))
+    return np.minimum(np.sqrt(delta_sq), delta_sq / euclid) + 2 * u * euclid + delta_inputs
+
+
+def stripe_bound(x, y, u):
+    """Bound on the error of every entry of formula 1 for the pair ``x``, ``y``."""
+    return euclid_bound(x, y, u) / 2 + 2 * u
+
+
+def path_bound(cell_bound, m, n, u):
+    """Bound on the error of formula 2 given a bound on each cell (max over the last two axes)."""
+    k = m + n - 1
+    return k * np.max(cell_bound, axis=(-2, -1)) + k * k * u
+
+
+def local_dist_tolerance(x, y, dtype):
+    """Tolerance for ``local_dist(x, y)`` against the oracle: shape ``[M, N]``."""
+    u = unit_roundoff(dtype)
+    cells = stripe_bound(np.asarray(x)[:, None], np.asarray(y)[None, :], u)
+    return 2 * path_bound(cells, x.shape[1], y.shape[1], u)
+
+
+def batch_local_dist_tolerance(x, y, dtype):
+    """Tolerance for ``batch_local_dist(x, y)`` against the oracle: shape ``[N]``."""
+    u = unit_roundoff(dtype)
+    return 2 * path_bound(stripe_bound(x, y, u), x.shape[1], y.shape[1], u)
+
+
+def path_margin(dist_mat):
+    """How far the best path of ``dist_mat [m, n]`` is from a tie with any other path.
+
+    The best path through cell ``(i, j)`` costs ``F[i,j] + B[i,j] - d[i,j]``, with ``F``
+    the table of formula 2 from the top-left and ``B`` the same from the bottom-right. Any
+    other path leaves the optimal one somewhere, so the runner-up costs the least of these
+    over the cells off the optimal path. Returns ``inf`` when there is only one path.
+    """
+    from .path import _table, shortest_path
+
+    d = np.asarray(dist_mat, dtype=np.float64)
+    forward = _table(d)
+    backward = _table(d[::-1, ::-1])[::-1, ::-1]
+    through = forward + backward - d
+    _, _, path = shortest_path(d)
+    off_path = np.ones(d.shape, dtype=bool)
+    off_path[tuple(np.array(path).T)] = False
+    if not off_path.any():
+        return np.inf
+    return float(np.min(through[off_path]) - forward[-1, -1])
+
+
+def mining_margin(dist_mat, labels):
+    """Smallest gap, over anchors, between the chosen hard example and the runner-up.
+
+    A cross-check of mined losses is only meaningful when this exceeds the distance
+    tolerance: otherwise two correct implementations may pick different samples.
+    """
+    dist_mat = np.asarray(dist_mat, dtype=np.float64)
+    gaps = [np.inf]
+    for anchor, label in enumerate(labels):
+        same = labels == label
+        for values in (np.sort(dist_mat[anchor, same])[::-1], np.sort(dist_mat[anchor, ~same])):
+            if values.size > 1:
+                gaps.append(abs(values[0] - values[1]))
+    return float(min(gaps))
+
+
+def local_grad_tolerance(x, y, grad_out, dtype):
+    """Tolerance for the feature gradients of the local distances of the pairs ``x``, ``y``.
+
+    The gradient of one pair is a sum over at most ``m+n-1`` path cells of
+    ``w (f_i - g_j) / e_ij`` with ``w = (1 - t^2)/2 <= 1/2``; an error ``de`` in ``e_ij``
+    changes the unit vector by at most ``2 de / e`` and ``w`` by at most ``de / 2``. The
+    path itself must be the same in both implementations (check ``path_margin`` first).
+    Summed over pairs with weights ``|grad_out|``, doubled for the two implementations.
+    """
+    u = unit_roundoff(dtype)
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    diff = x[..., :, None, :] - y[..., None, :, :]
+    euclid = np.sqrt(np.maximum(np.sum(diff * diff, axis=-1), 1e-12))
+    cell = euclid_bound(x, y, u)
+    per_pair = (x.shape[-2] + y.shape[-2] - 1) * np.max(2 * cell / euclid + cell / 2 + 4 * u,
+                                                        axis=(-2, -1))
+    return 2 * float(np.sum(np.abs(grad_out) * per_pair))
