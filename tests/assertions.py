@@ -1,0 +1,54 @@
+"""Assertions whose failure messages say what broke and how to rerun it."""
+import numpy as np
+
+
+def _context(impl, func, inputs):
+    shapes = ", ".join(f"{np.shape(a)} {getattr(a, 'dtype', type(a).__name__)}" for a in inputs)
+    return f"{impl.name}.{func}({shapes})"
+
+
+def _inputs_repr(inputs):
+    with np.printoptions(precision=17, threshold=400, floatmode="unique"):
+        return "\n".join(f"  input {k}: {np.array2string(np.asarray(a), separator=', ')}"
+                         for k, a in enumerate(inputs) if isinstance(a, np.ndarray))
+
+
+def assert_bitwise(got, want, impl, func, inputs):
+    """Exact equality, NaN equal to NaN, same dtype and shape."""
+    __tracebackhide__ = True
+    got, want = np.asarray(got), np.asarray(want)
+    where = f"{_context(impl, func, inputs)}"
+    if got.dtype != want.dtype:
+        raise AssertionError(f"{where}: dtype {got.dtype}, but the oracle gives {want.dtype}")
+    if got.shape != want.shape:
+        raise AssertionError(f"{where}: shape {got.shape}, but the oracle gives {want.shape}")
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    if not np.all(same):
+        k = np.unravel_index(np.argmin(same), same.shape) if same.ndim else ()
+        raise AssertionError(
+            f"{where}: not bitwise equal to the oracle; {np.size(same) - np.count_nonzero(same)} "
+            f"entries differ, first at {k}: got {got[k]!r}, oracle {want[k]!r}\n{_inputs_repr(inputs)}"
+        )
+
+
+def assert_within(got, want, tol, impl, func, inputs, model="see reference.error_model"):
+    """``|got - want| <= tol`` elementwise (``tol`` broadcast), NaN only where the oracle has NaN."""
+    __tracebackhide__ = True
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    where = _context(impl, func, inputs)
+    if got.shape != want.shape:
+        raise AssertionError(f"{where}: shape {got.shape}, but the oracle gives {want.shape}")
+    nan_mismatch = np.isnan(got) != np.isnan(want)
+    if np.any(nan_mismatch):
+        raise AssertionError(f"{where}: NaN where the oracle has none (or the reverse) at "
+                             f"{np.argwhere(nan_mismatch)[:5].tolist()}\n{_inputs_repr(inputs)}")
+    err = np.where(np.isnan(want), 0.0, np.abs(got - want))
+    excess = err - np.broadcast_to(tol, err.shape)
+    if np.any(excess > 0):
+        k = np.unravel_index(np.argmax(excess), err.shape) if err.ndim else ()
+        raise AssertionError(
+            f"{where}: differs from the oracle by {err[k]:.3e} at {k} (got {got[k]!r}, oracle "
+            f"{want[k]!r}); tolerance there {np.broadcast_to(tol, err.shape)[k]:.3e} ({model})\n"
+            f"{_inputs_repr(inputs)}"
+        )

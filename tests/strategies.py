@@ -1,0 +1,84 @@
+"""Hypothesis strategies: cost matrices, monotone paths, stripe features and labels."""
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+@st.composite
+def cost_matrices(draw, min_side=1, max_side=16, dtype=None, batch=False, ties=None):
+    """Non-negative cost matrices ``[m, n]`` (or ``[m, n, k]`` when ``batch``).
+
+    With ``ties`` (drawn when None) the entries come from a handful of values such as
+    0.25 and 0.5, so that equal partial sums, hence ties in formula 2, are common.
+    """
+    dtype = draw(DTYPES) if dtype is None else dtype
+    m = draw(st.integers(min_side, max_side))
+    n = draw(st.integers(min_side, max_side))
+    shape = (m, n) + ((draw(st.integers(1, 4)),) if batch else ())
+    ties = draw(st.booleans()) if ties is None else ties
+    if ties:
+        elements = st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0])
+    else:
+        elements = st.floats(0, 1, width=np.finfo(dtype).bits, allow_subnormal=False)
+    return draw(hnp.arrays(dtype, shape, elements=elements))
+
+
+@st.composite
+def matrix_and_path(draw, max_side=16, **kwargs):
+    """A cost matrix and one monotone path through it, as a list of ``(i, j)`` cells."""
+    d = draw(cost_matrices(max_side=max_side, **kwargs))
+    m, n = d.shape[:2]
+    steps = draw(st.permutations([True] * (m - 1) + [False] * (n - 1)))  # True: a step down
+    i = j = 0
+    path = [(0, 0)]
+    for down in steps:
+        i, j = (i + 1, j) if down else (i, j + 1)
+        path.append((i, j))
+    return d, path
+
+
+@st.composite
+def stripe_features(draw, pairs=None, dtype=None, max_images=4, max_stripes=8, max_dim=8,
+                    scale=1.0):
+    """Two stripe-feature arrays ``x [M, m, d]`` and ``y [N, n, d]`` (``M == N`` when ``pairs``).
+
+    Entries are drawn on a grid of step 1/8 plus a drawn jitter, then scaled, so that
+    features are far from the zero-distance clamp unless two stripes are equal.
+    """
+    dtype = draw(DTYPES) if dtype is None else dtype
+    big_m = draw(st.integers(1, max_images))
+    big_n = big_m if pairs else draw(st.integers(1, max_images))
+    m, n = draw(st.integers(1, max_stripes)), draw(st.integers(1, max_stripes))
+    dim = draw(st.integers(1, max_dim))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(big_m, m, dim)) * scale).astype(dtype)
+    y = (rng.normal(size=(big_n, n, dim)) * scale).astype(dtype)
+    return x, y
+
+
+@st.composite
+def labels(draw, min_ids=2, max_ids=6, max_per_id=5, balanced=None):
+    """Identity labels with at least two identities; balanced (P x K) or not, shuffled or not."""
+    ids = draw(st.integers(min_ids, max_ids))
+    balanced = draw(st.booleans()) if balanced is None else balanced
+    if balanced:
+        counts = [draw(st.integers(1, max_per_id))] * ids
+    else:
+        counts = draw(st.lists(st.integers(1, max_per_id), min_size=ids, max_size=ids))
+    out = np.repeat(np.arange(ids, dtype=np.int64), counts)
+    if draw(st.booleans()):
+        out = np.asarray(draw(st.permutations(out)), dtype=np.int64)
+    return out
+
+
+@st.composite
+def distance_matrices(draw, n, dtype=None, ties=None):
+    """Square distance matrices ``[n, n]``; with ties, from a few values only."""
+    dtype = draw(DTYPES) if dtype is None else dtype
+    ties = draw(st.booleans()) if ties is None else ties
+    elements = (st.sampled_from([0.0, 0.5, 1.0]) if ties
+                else st.floats(0, 4, width=np.finfo(dtype).bits, allow_subnormal=False))
+    return draw(hnp.arrays(dtype, (n, n), elements=elements))

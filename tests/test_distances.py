@@ -1,0 +1,98 @@
+"""Formula 1, the Euclidean distances and the local distance, against the oracle."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import reference
+from reference import error_model
+from tests.assertions import assert_within
+from tests.strategies import stripe_features
+
+
+@pytest.mark.uses("normalize")
+@given(stripe_features(), st.sampled_from([-1, 0, 1, 2]))
+def test_normalize(impl, data, axis):
+    x = data[0]
+    # A d-term sum of squares, a square root and a division: (d + 3) u relative, twice.
+    u = error_model.unit_roundoff(x.dtype)
+    tol = 2 * (x.shape[axis] + 3) * u
+    assert_within(impl("normalize", x, axis=axis), reference.normalize(x, axis=axis), tol, impl,
+                  "normalize", [x])
+
+
+@pytest.mark.uses("euclidean_dist", "batch_euclidean_dist")
+@given(stripe_features(pairs=True))
+def test_euclidean_distances(impl, data):
+    x, y = data
+    u = error_model.unit_roundoff(x.dtype)
+    tol = 2 * error_model.euclid_bound(x, y, u)
+    assert_within(impl("batch_euclidean_dist", x, y), reference.batch_euclidean_dist(x, y), tol,
+                  impl, "batch_euclidean_dist", [x, y])
+    assert_within(impl("euclidean_dist", x[0], y[0]), reference.euclidean_dist(x[0], y[0]), tol[0],
+                  impl, "euclidean_dist", [x[0], y[0]])
+
+
+@pytest.mark.uses("euclidean_dist")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_identical_vectors_are_clamped_apart(impl, dtype):
+    x = np.array([[0.0, 0.0], [3.0, 4.0]], dtype)
+    got = impl("euclidean_dist", x, x[:1])
+    np.testing.assert_allclose(got[:, 0], [1e-6, 5.0], rtol=4 * error_model.unit_roundoff(dtype),
+                               err_msg=f"{impl.name}: sqrt(max(sq, 1e-12)) clamp")
+
+
+@pytest.mark.uses("stripe_dist")
+@given(st.lists(st.floats(0, 1e30), min_size=1, max_size=20), st.sampled_from([np.float32, np.float64]))
+def test_stripe_dist_is_tanh_of_half(impl, values, dtype):
+    e = np.array(values, dtype=dtype)
+    # tanh(x/2) is correctly rounded to within a few ulps in every libm: 4u relative.
+    want = np.tanh(e.astype(np.float64) / 2)
+    assert_within(impl("stripe_dist", e), want, 4 * error_model.unit_roundoff(dtype) * want + 1e-300,
+                  impl, "stripe_dist", [e])
+
+
+@pytest.mark.uses("local_dist", "batch_local_dist")
+@given(stripe_features(max_images=5))
+def test_local_dist(impl, data):
+    x, y = data
+    got = impl("local_dist", x, y)
+    assert got.dtype == x.dtype, f"{impl.name}: dtype {got.dtype} from {x.dtype} input"
+    assert_within(got, reference.local_dist(x, y), error_model.local_dist_tolerance(x, y, x.dtype),
+                  impl, "local_dist", [x, y])
+
+
+@pytest.mark.uses("local_dist")
+@given(stripe_features(max_images=5))
+def test_local_dist_symmetric_under_swap(impl, data):
+    x, y = data
+    # Swapping the images transposes every stripe matrix; formula 2 is symmetric under
+    # transposition, so only the stripe distances' rounding differs (error model, twice).
+    tol = error_model.local_dist_tolerance(x, y, x.dtype)
+    assert_within(impl("local_dist", y, x), impl("local_dist", x, y).T, tol.T, impl,
+                  "local_dist (swapped)", [x, y])
+
+
+@pytest.mark.uses("local_dist", "batch_local_dist")
+@given(stripe_features(pairs=True))
+def test_batch_local_dist_is_the_diagonal(impl, data):
+    x, y = data
+    tol = error_model.batch_local_dist_tolerance(x, y, x.dtype)
+    assert_within(impl("batch_local_dist", x, y), reference.batch_local_dist(x, y), tol, impl,
+                  "batch_local_dist", [x, y])
+    assert_within(impl("batch_local_dist", x, y), np.diagonal(impl("local_dist", x, y)), tol, impl,
+                  "batch_local_dist vs diagonal of local_dist", [x, y])
+
+
+@pytest.mark.uses("local_dist", "batch_local_dist")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_unnormalised_features_give_no_nan(impl, dtype):
+    # Stripe distances near 400: the literal formula 1 is inf/inf = NaN in float32 there.
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(3, 7, 16)) * 100).astype(dtype)
+    y = (rng.normal(size=(3, 7, 16)) * 100).astype(dtype)
+    for name, got in (("local_dist", impl("local_dist", x, y)),
+                      ("batch_local_dist", impl("batch_local_dist", x, y))):
+        assert np.all(np.isfinite(got)), f"{impl.name}.{name}: non-finite values {got}"
+        # every stripe distance rounds to 1, so every path of 13 cells sums to 13
+        np.testing.assert_array_equal(got, np.full_like(got, 13), err_msg=f"{impl.name}.{name}")

@@ -1,0 +1,135 @@
+"""Hard-example mining and the triplet, global and local losses, against the oracle."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import reference
+from reference import error_model
+from tests.assertions import assert_bitwise, assert_within
+from tests.strategies import distance_matrices, labels
+
+
+@pytest.mark.uses("hard_example_mining")
+@given(labels(), st.data())
+def test_mining_is_an_exact_selection(impl, ids, data):
+    # Mining only compares and selects, so values and indices must match exactly,
+    # ties (lowest index wins) and unbalanced identities included.
+    dist = data.draw(distance_matrices(len(ids)))
+    got = impl("hard_example_mining", dist, ids, return_inds=True)
+    want = reference.hard_example_mining(dist, ids, return_inds=True)
+    for k, name in enumerate(("dist_ap", "dist_an", "p_inds", "n_inds")):
+        assert_bitwise(np.asarray(got[k]).astype(want[k].dtype) if k > 1 else got[k], want[k],
+                       impl, f"hard_example_mining {name}", [dist, ids])
+    two = impl("hard_example_mining", dist, ids)
+    assert len(two) == 2, f"{impl.name}: return_inds=False must return (dist_ap, dist_an)"
+
+
+@pytest.mark.uses("hard_example_mining")
+def test_mining_ties_go_to_the_lowest_index(impl):
+    dist = np.zeros((4, 4))
+    got = impl("hard_example_mining", dist, np.array([0, 1, 0, 1]), return_inds=True)
+    np.testing.assert_array_equal(got[2], [0, 1, 0, 1], err_msg=f"{impl.name}: p_inds on ties")
+    np.testing.assert_array_equal(got[3], [1, 0, 1, 0], err_msg=f"{impl.name}: n_inds on ties")
+
+
+@pytest.mark.uses("TripletLoss")
+@pytest.mark.parametrize("margin", [0.3, 0.0, None])
+@given(st.integers(1, 16), st.integers(0, 2**32 - 1), st.sampled_from([np.float32, np.float64]))
+def test_triplet_loss(impl, margin, n, seed, dtype):
+    rng = np.random.default_rng(seed)
+    ap, an = (rng.random(n) * 3).astype(dtype), (rng.random(n) * 3).astype(dtype)
+    loss = reference.TripletLoss(margin)
+    got = impl("TripletLoss", margin)(impl.to_native(ap), impl.to_native(an))
+    got = impl.to_numpy(got)
+    # n softplus/relu terms (a few u each, |term| <= 4) then a mean (n u): (n + 8) u * 4, twice.
+    tol = 2 * (n + 8) * error_model.unit_roundoff(dtype) * 4
+    assert_within(got, loss(ap, an), tol, impl, f"TripletLoss({margin})", [ap, an])
+
+
+@pytest.mark.uses("TripletLoss")
+def test_soft_margin_does_not_overflow(impl):
+    ap, an = np.array([200.0], np.float32), np.array([0.0], np.float32)
+    got = impl.to_numpy(impl("TripletLoss", None)(impl.to_native(ap), impl.to_native(an)))
+    np.testing.assert_allclose(got, 200.0, rtol=1e-6, err_msg=f"{impl.name}: log(1 + e^200)")
+
+
+def _batch(seed, ids, dtype, stripes=4, dim=6):
+    rng = np.random.default_rng(seed)
+    local_feat = rng.normal(size=(len(ids), stripes, dim)).astype(dtype)
+    return local_feat, local_feat.mean(axis=1)
+
+
+@pytest.mark.uses("global_loss")
+@pytest.mark.parametrize("margin", [0.3, None])
+@given(labels(max_ids=4, max_per_id=4), st.integers(0, 2**32 - 1), st.booleans(),
+       st.sampled_from([np.float32, np.float64]))
+def test_global_loss(impl, margin, ids, seed, normalize, dtype):
+    _, feat = _batch(seed, ids, dtype)
+    want = reference.global_loss(reference.TripletLoss(margin), feat, ids, normalize)
+    u = error_model.unit_roundoff(dtype)
+    tol_dist = 2 * error_model.euclid_bound(feat, feat, u)
+    assume(error_model.mining_margin(want[5], ids) > 2 * tol_dist.max())
+    got = impl("global_loss", reference.TripletLoss(margin), feat, ids, normalize_feature=normalize)
+    np.testing.assert_array_equal(got[1], want[1], err_msg=f"{impl.name}: p_inds")
+    np.testing.assert_array_equal(got[2], want[2], err_msg=f"{impl.name}: n_inds")
+    assert_within(got[5], want[5], tol_dist, impl, "global_loss dist_mat", [feat, ids])
+    # the loss is a mean of 1-Lipschitz functions of (ap - an), plus its own rounding
+    tol_loss = 2 * tol_dist.max() + 2 * (len(ids) + 8) * u * 4
+    assert_within(got[0], want[0], tol_loss, impl, "global_loss loss", [feat, ids])
+
+
+@pytest.mark.uses("local_loss", "batch_local_dist")
+@pytest.mark.parametrize("margin", [0.3, None])
+@given(labels(max_ids=4, max_per_id=3), st.integers(0, 2**32 - 1), st.booleans(), st.booleans(),
+       st.sampled_from([np.float32, np.float64]))
+def test_local_loss(impl, margin, ids, seed, normalize, mined, dtype):
+    local_feat, global_feat = _batch(seed, ids, dtype)
+    loss = reference.TripletLoss(margin)
+    feat = reference.normalize(local_feat) if normalize else local_feat
+    tol_dist = error_model.local_dist_tolerance(feat, feat, dtype)
+    if mined:
+        kwargs = dict(labels=ids)
+        dist = reference.local_dist(feat, feat)
+        assume(error_model.mining_margin(dist, ids) > 2 * tol_dist.max())
+    else:
+        _, p_inds, n_inds, *_ = reference.global_loss(loss, global_feat, ids)
+        kwargs = dict(p_inds=p_inds, n_inds=n_inds)
+    want = reference.local_loss(loss, local_feat, normalize_feature=normalize, **kwargs)
+    got = impl("local_loss", loss, local_feat, normalize_feature=normalize, **kwargs)
+    assert len(got) == len(want), f"{impl.name}: local_loss returned {len(got)} values"
+    for k, name in enumerate(("loss", "dist_ap", "dist_an", "dist_mat")[:len(want)]):
+        tol = tol_dist if name == "dist_mat" else 2 * tol_dist.max() + 2 * (len(ids) + 8) * 4 * \
+            error_model.unit_roundoff(dtype)
+        assert_within(got[k], want[k], tol, impl, f"local_loss {name}", [local_feat, ids])
+
+
+@pytest.mark.uses("global_loss", "global_loss_vjp", "local_loss", "local_loss_vjp")
+@pytest.mark.parametrize("margin", [0.3, None])
+@given(labels(max_ids=4, max_per_id=3), st.integers(0, 2**32 - 1), st.booleans())
+def test_loss_gradients(impl, margin, ids, seed, mined):
+    local_feat, global_feat = _batch(seed, ids, np.float64)
+    loss = reference.TripletLoss(margin)
+    u = error_model.unit_roundoff(np.float64)
+    _, p_inds, n_inds, ap, an, gdist = reference.global_loss(loss, global_feat, ids)
+    assume(error_model.mining_margin(gdist, ids) > 1e-9)
+    assume(margin is None or np.min(np.abs(ap - an + margin)) > 1e-9)
+    # float64 throughout: every gradient entry is a short chain of O(1) operations on
+    # normalised features; 1e6 u covers the 1/|x| of normalize and the 1/e of the distances.
+    scale = 1e6 * u / np.linalg.norm(global_feat, axis=-1).min()
+    assert_within(impl.vjp("global_loss", loss, global_feat, ids),
+                  reference.global_loss_vjp(loss, global_feat, ids), scale, impl,
+                  "global_loss_vjp", [global_feat, ids])
+    kwargs = dict(labels=ids) if mined else dict(p_inds=p_inds, n_inds=n_inds)
+    feat = reference.normalize(local_feat)
+    a, k = np.nonzero(~np.eye(len(ids), dtype=bool))
+    stripes = reference.stripe_dist(reference.batch_euclidean_dist(feat[a], feat[k]))
+    assume(all(error_model.path_margin(s) > 1e-9 for s in stripes))
+    if mined:
+        assume(error_model.mining_margin(reference.local_dist(feat, feat), ids) > 1e-9)
+    out = reference.local_loss(loss, local_feat, **kwargs)
+    assume(margin is None or np.min(np.abs(out[1] - out[2] + margin)) > 1e-9)
+    tol = 1e6 * u / np.linalg.norm(local_feat, axis=-1).min()
+    assert_within(impl.vjp("local_loss", loss, local_feat, **kwargs),
+                  reference.local_loss_vjp(loss, local_feat, **kwargs), tol, impl,
+                  "local_loss_vjp", [local_feat, ids])
