@@ -101,7 +101,8 @@ class Implementation:
         if self.array == "numpy":
             vjp = self.function(f"{name}_vjp")
             extra = () if grad_out is None else (grad_out,)
-            return self.to_numpy(vjp(*args, *extra, **kwargs))
+            native = [self.to_native(a) for a in args]
+            return self.to_numpy(vjp(*native, *extra, **{k: self.to_native(v) for k, v in kwargs.items()}))
         fn = self.function(name)
         wrt = [isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in args]
         native = [self.to_native(a, requires_grad=w) for a, w in zip(args, wrt)]
