@@ -23,8 +23,8 @@ def plot_alignment(dist_mat, path=None, ax=None):
     >>> import matplotlib; matplotlib.use("Agg")
     >>> import numpy as np, reference.plot
     >>> fig = reference.plot.plot_alignment(np.random.default_rng(0).random((7, 7)))
-    >>> len(fig.axes)
-    2
+    >>> len(fig.axes)  # the matrix, the matching, the colour bar
+    3
     """
     import matplotlib.pyplot as plt
 

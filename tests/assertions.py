@@ -24,10 +24,11 @@ def assert_bitwise(got, want, impl, func, inputs):
         raise AssertionError(f"{where}: shape {got.shape}, but the oracle gives {want.shape}")
     same = (got == want) | (np.isnan(got) & np.isnan(want))
     if not np.all(same):
-        k = np.unravel_index(np.argmin(same), same.shape) if same.ndim else ()
+        k = tuple(int(i) for i in np.unravel_index(np.argmin(same), same.shape))
         raise AssertionError(
             f"{where}: not bitwise equal to the oracle; {np.size(same) - np.count_nonzero(same)} "
-            f"entries differ, first at {k}: got {got[k]!r}, oracle {want[k]!r}\n{_inputs_repr(inputs)}"
+            f"entries differ, first at {k}: got {got[k].item()!r}, oracle {want[k].item()!r}\n"
+            f"{_inputs_repr(inputs)}"
         )
 
 
@@ -46,9 +47,9 @@ def assert_within(got, want, tol, impl, func, inputs, model="see reference.error
     err = np.where(np.isnan(want), 0.0, np.abs(got - want))
     excess = err - np.broadcast_to(tol, err.shape)
     if np.any(excess > 0):
-        k = np.unravel_index(np.argmax(excess), err.shape) if err.ndim else ()
+        k = tuple(int(i) for i in np.unravel_index(np.argmax(excess), err.shape))
         raise AssertionError(
-            f"{where}: differs from the oracle by {err[k]:.3e} at {k} (got {got[k]!r}, oracle "
-            f"{want[k]!r}); tolerance there {np.broadcast_to(tol, err.shape)[k]:.3e} ({model})\n"
+            f"{where}: differs from the oracle by {err[k]:.3e} at {k} (got {got[k].item()!r}, oracle "
+            f"{want[k].item()!r}); tolerance there {np.broadcast_to(tol, err.shape)[k]:.3e} ({model})\n"
             f"{_inputs_repr(inputs)}"
         )
