@@ -1,0 +1,31 @@
+"""Numba implementation of alignedreid-dp: every function of the contract and its VJPs.
+
+The target follows the input: NumPy arrays run ``@njit`` kernels on the CPU (``cpu.py``);
+CUDA arrays (Numba device arrays, CuPy arrays, torch CUDA tensors, anything with
+``__cuda_array_interface__``) run ``@cuda.jit`` kernels on the GPU (``gpu.py``) and give
+Numba device arrays back. Formula 2 is one dynamic programme (``_dp.py``) compiled for
+both. ``numba_impl.autograd`` wraps the kernels as ``torch.autograd.Function``\\ s.
+"""
+from .distance import (
+    batch_euclidean_dist,
+    batch_euclidean_dist_vjp,
+    euclidean_dist,
+    euclidean_dist_vjp,
+    normalize,
+    normalize_vjp,
+    stripe_dist,
+    stripe_dist_vjp,
+)
+from .local import batch_local_dist, batch_local_dist_vjp, local_dist, local_dist_vjp
+from .loss import TripletLoss, global_loss, global_loss_vjp, local_loss, local_loss_vjp
+from .mining import hard_example_mining
+from .path import shortest_dist, shortest_dist_vjp
+
+__all__ = [
+    "normalize", "euclidean_dist", "batch_euclidean_dist", "stripe_dist", "shortest_dist",
+    "local_dist", "batch_local_dist", "hard_example_mining", "TripletLoss", "global_loss",
+    "local_loss",
+    "normalize_vjp", "euclidean_dist_vjp", "batch_euclidean_dist_vjp", "stripe_dist_vjp",
+    "shortest_dist_vjp", "local_dist_vjp", "batch_local_dist_vjp", "global_loss_vjp",
+    "local_loss_vjp",
+]

@@ -1,0 +1,76 @@
+"""Formula 2 for one block of pairs, written once and compiled for both targets.
+
+``cpu.py`` compiles these functions with ``numba.njit`` and ``gpu.py`` with
+``numba.cuda.jit(device=True)``, so the CPU and the GPU run the same recurrence. They
+must stay plain Python that both compilers accept: no NumPy calls, no allocation, no
+Python float constants (a float constant would promote float32 arithmetic to float64;
+constants of the right dtype come in as arguments).
+
+Layout: ``d[i, j, p]`` holds cell ``(i, j)`` of pair ``p``; the pairs ``p0 .. p0+count-1``
+are handled together, the pair loop innermost so that the CPU can vectorise over pairs.
+On the GPU ``count`` is 1 (one pair per thread).
+"""
+
+
+def dp_forward(d, m, n, p0, count, table):
+    """Fill ``table[r, j, c]`` with ``S[i, j]`` of pair ``p0 + c``, where ``r = i % R``.
+
+    ``d`` and ``table`` may be larger than ``m x n`` (the GPU's fixed-size local arrays);
+    only the leading ``m x n`` cells are used. ``table`` has shape ``(R, >=n, >=count)``:
+    ``R >= m`` keeps the whole table (for the
+    reverse pass), ``R = 2`` rolls two rows (enough for the distance). Every cell is one
+    IEEE minimum and one addition, in the order of the oracle, so results are bitwise
+    equal to it. The distance of pair ``p0 + c`` ends in ``table[(m-1) % R, n-1, c]``.
+    """
+    rows = table.shape[0]
+    for c in range(count):
+        table[0, 0, c] = d[0, 0, p0 + c]
+    for j in range(1, n):
+        for c in range(count):
+            table[0, j, c] = table[0, j - 1, c] + d[0, j, p0 + c]
+    for i in range(1, m):
+        r = i % rows
+        q = (i - 1) % rows
+        for c in range(count):
+            table[r, 0, c] = table[q, 0, c] + d[i, 0, p0 + c]
+        for j in range(1, n):
+            for c in range(count):
+                up = table[q, j, c]
+                left = table[r, j - 1, c]
+                # IEEE minimum (np.minimum): NaN when either side is NaN; Python's min
+                # would drop a NaN held in `up`. On a tie `up` is kept, as np.minimum does.
+                low = left if (left < up or left != left) else up
+                table[r, j, c] = low + d[i, j, p0 + c]
+
+
+def dp_backward(table, grad_out, half, m, n, p0, count, grad):
+    """Reverse pass: add the gradient of ``S[m-1, n-1]`` to ``grad[:, :, p0:p0+count]``.
+
+    ``table`` is the whole table from ``dp_forward`` (``R >= m``), ``grad`` must be zero
+    on entry. The adjoint of each cell flows to the neighbour that attained the minimum,
+    ``half`` of it to each on an exact tie (as ``torch.minimum``), none where the
+    comparison involves NaN (as the oracle). Cells are visited in reverse order, so each
+    adjoint is complete before it is passed on. ``half`` is 0.5 in the data's dtype.
+    """
+    for c in range(count):
+        grad[m - 1, n - 1, p0 + c] = grad_out[p0 + c]
+    for i in range(m - 1, -1, -1):
+        for j in range(n - 1, -1, -1):
+            if i == 0 and j == 0:
+                continue
+            for c in range(count):
+                g = grad[i, j, p0 + c]
+                if i == 0:
+                    grad[0, j - 1, p0 + c] += g
+                elif j == 0:
+                    grad[i - 1, 0, p0 + c] += g
+                else:
+                    up = table[i - 1, j, c]
+                    left = table[i, j - 1, c]
+                    if up == left:
+                        grad[i - 1, j, p0 + c] += half * g
+                        grad[i, j - 1, p0 + c] += half * g
+                    elif up < left:
+                        grad[i - 1, j, p0 + c] += g
+                    elif left < up:
+                        grad[i, j - 1, p0 + c] += g

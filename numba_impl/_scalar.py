@@ -1,0 +1,59 @@
+"""Per-element helpers written once and compiled for both targets (see ``_dp.py``).
+
+``cpu.py`` compiles them with ``numba.njit``, ``gpu.py`` with ``cuda.jit(device=True)``.
+No Python float constants: the zero of the data's dtype is written ``clamp - clamp``.
+"""
+import math
+
+
+def clamped(sq, clamp):
+    """``max(sq, clamp)`` that keeps a NaN (as np.maximum), so NaN input gives NaN out."""
+    return clamp if sq < clamp else sq
+
+
+def stripe(sq, half, clamp):
+    """Formula 1 on a squared distance: ``tanh(sqrt(max(sq, clamp)) / 2)``.
+
+    The clamp is written out, not a call of ``clamped``: a plain function cannot call
+    another before both are compiled for the same target.
+    """
+    return math.tanh(math.sqrt(clamp if sq < clamp else sq) * half)
+
+
+def stripe_coef(sq, flow, half, clamp):
+    """Chain rule from a stripe distance back to its two stripes' difference vector.
+
+    ``d tanh(e/2)/de = (1 - t^2)/2`` and ``d e/d(x - y) = (x - y)/e``; zero where the
+    1e-12 clamp is active (its gradient) and where no flow of formula 2 passes.
+    """
+    if not (sq >= clamp) or flow == 0:
+        return clamp - clamp
+    e = math.sqrt(sq)
+    t = math.tanh(e * half)
+    return flow * ((half + half - t * t) * half) / e
+
+
+def softplus(z):
+    """``logaddexp(0, z)`` with NumPy's branches, so the result matches np.logaddexp."""
+    if z == 0:
+        return z + math.log1p(math.exp(z))  # 0 + log(2)
+    if -z > 0:
+        return math.log1p(math.exp(z))
+    return z + math.log1p(math.exp(-z))
+
+
+def mine_anchor(dist, labels, a):
+    """Hardest positive and negative of anchor ``a``; ``-1`` when it has no negative.
+
+    Strict comparisons in ascending order give ties to the lowest index.
+    """
+    best_p = -1
+    best_n = -1
+    for b in range(dist.shape[0]):
+        v = dist[a, b]
+        if labels[b] == labels[a]:
+            if best_p < 0 or v > dist[a, best_p]:
+                best_p = b
+        elif best_n < 0 or v < dist[a, best_n]:
+            best_n = b
+    return best_p, best_n

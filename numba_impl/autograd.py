@@ -1,0 +1,162 @@
+"""torch.autograd bridge: the Numba kernels as differentiable torch operations.
+
+``shortest_dist``, ``batch_local_dist`` and ``local_dist`` take torch tensors (CPU or
+CUDA) and return tensors; forward and backward both run numba_impl's kernels. No copies
+where avoidable: CPU tensors are viewed with ``.numpy()``; CUDA tensors are wrapped
+through ``__cuda_array_interface__`` and the kernels are launched on torch's current
+stream, so they order correctly with surrounding torch work. torch is imported only here.
+
+Example
+-------
+>>> import torch, numba_impl.autograd as nba
+>>> d = torch.tensor([[0.1, 0.9], [0.2, 0.1]], dtype=torch.float64, requires_grad=True)
+>>> nba.shortest_dist(d).backward()
+>>> d.grad
+tensor([[1., 0.],
+        [1., 1.]], dtype=torch.float64)
+"""
+import contextlib
+
+import numpy as np
+import torch
+
+from . import local as _local
+from . import path as _path
+
+
+def _check_tensor(func, name, value):
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{func}: {name} must be a torch.Tensor; got {type(value).__name__}")
+    return value
+
+
+def _to_numba(tensor):
+    """Zero-copy view: ``ndarray`` for a CPU tensor, Numba device array for a CUDA tensor."""
+    tensor = tensor.detach().contiguous()
+    if tensor.is_cuda:
+        from numba import cuda
+
+        return cuda.as_cuda_array(tensor)
+    return tensor.numpy()
+
+
+def _to_torch(array, like):
+    """Back to torch on the device of ``like``; device memory is shared, not copied."""
+    if like.is_cuda:
+        return torch.as_tensor(array, device=like.device)
+    return torch.from_numpy(np.asarray(array))  # np.asarray: a 0-d result may be a scalar
+
+
+@contextlib.contextmanager
+def _stream_of(tensor):
+    """Launch the Numba kernels on torch's current CUDA stream."""
+    if not tensor.is_cuda:
+        yield
+        return
+    from numba import cuda
+
+    from . import gpu
+
+    stream = cuda.external_stream(torch.cuda.current_stream(tensor.device).cuda_stream)
+    with gpu.on_stream(stream):
+        yield
+
+
+def _run(func, like, *tensors):
+    with _stream_of(like):
+        return func(*(_to_numba(t) for t in tensors))
+
+
+class ShortestDist(torch.autograd.Function):
+    """Formula 2 (``numba_impl.shortest_dist``) with its reverse-pass gradient."""
+
+    @staticmethod
+    def forward(ctx, dist_mat):
+        ctx.save_for_backward(dist_mat)
+        return _to_torch(_run(_path.shortest_dist, dist_mat, dist_mat), dist_mat)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (dist_mat,) = ctx.saved_tensors
+        grad = _run(_path.shortest_dist_vjp, dist_mat, dist_mat, grad_out.to(dist_mat.dtype))
+        return _to_torch(grad, dist_mat)
+
+
+class BatchLocalDist(torch.autograd.Function):
+    """``numba_impl.batch_local_dist`` with ``batch_local_dist_vjp`` as its backward."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return _to_torch(_run(_local.batch_local_dist, x, x, y), x)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, y = ctx.saved_tensors
+        grad_x, grad_y = _run(_local.batch_local_dist_vjp, x, x, y, grad_out.to(x.dtype))
+        return _to_torch(grad_x, x), _to_torch(grad_y, x)
+
+
+class LocalDist(torch.autograd.Function):
+    """``numba_impl.local_dist`` with ``local_dist_vjp`` as its backward."""
+
+    @staticmethod
+    def forward(ctx, x, y, chunk_size, progress):
+        ctx.save_for_backward(x, y)
+        with _stream_of(x):
+            out = _local.local_dist(_to_numba(x), _to_numba(y), chunk_size=chunk_size,
+                                    progress=progress)
+        return _to_torch(out, x)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, y = ctx.saved_tensors
+        grad_x, grad_y = _run(_local.local_dist_vjp, x, x, y, grad_out.to(x.dtype))
+        return _to_torch(grad_x, x), _to_torch(grad_y, x), None, None
+
+
+def shortest_dist(dist_mat):
+    """Formula 2 on a tensor of shape ``(m, n)`` or ``(m, n, *)``; differentiable.
+
+    Parameters
+    ----------
+    dist_mat : torch.Tensor, shape (m, n) or (m, n, *), float32 or float64, CPU or CUDA
+
+    Returns
+    -------
+    torch.Tensor, shape () or (*)
+    """
+    return ShortestDist.apply(_check_tensor("shortest_dist", "dist_mat", dist_mat))
+
+
+def batch_local_dist(x, y):
+    """Local distance of each aligned pair ``x[k]``, ``y[k]``; differentiable.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, m, d), float32 or float64, CPU or CUDA
+    y : torch.Tensor, shape (N, n, d), same dtype and device
+
+    Returns
+    -------
+    torch.Tensor, shape (N,)
+    """
+    _check_tensor("batch_local_dist", "x", x)
+    return BatchLocalDist.apply(x, _check_tensor("batch_local_dist", "y", y))
+
+
+def local_dist(x, y, *, chunk_size=None, progress=False):
+    """Local distance of every pair of ``x`` and ``y``; differentiable.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (M, m, d), float32 or float64, CPU or CUDA
+    y : torch.Tensor, shape (N, n, d), same dtype and device
+    chunk_size, progress : as in ``numba_impl.local_dist``
+
+    Returns
+    -------
+    torch.Tensor, shape (M, N)
+    """
+    _check_tensor("local_dist", "x", x)
+    return LocalDist.apply(x, _check_tensor("local_dist", "y", y), chunk_size, progress)

@@ -1,0 +1,501 @@
+"""CPU kernels (``@njit``) and the thin host functions that launch them.
+
+Every function here takes arrays that ``_checks`` has already validated, and keeps
+their dtype: constants such as 0.5 or the 1e-12 clamp are passed in as scalars of the
+data's dtype, because a Python float constant would turn float32 arithmetic into
+float64. No fast-math anywhere: formula 2 must match the oracle bit for bit.
+"""
+import math
+import sys
+
+import numpy as np
+from numba import njit, prange
+
+from . import _dp, _scalar
+
+NORM_EPS = 1e-12
+SQ_DIST_CLAMP = 1e-12
+#: Pairs handled together by one call of the dynamic programme (the vectorised loop).
+PAIR_BLOCK = 256
+#: Memory for one tile of stripe dot products in ``local_dist`` when chunk_size is None.
+TILE_BYTES = 64 * 2**20
+
+_jit = njit(cache=True)
+_pjit = njit(cache=True, parallel=True)
+dp_forward = _jit(_dp.dp_forward)
+dp_backward = _jit(_dp.dp_backward)
+_clamped = _jit(_scalar.clamped)
+_stripe = _jit(_scalar.stripe)
+_stripe_coef = _jit(_scalar.stripe_coef)
+_softplus = _jit(_scalar.softplus)
+_mine_anchor = _jit(_scalar.mine_anchor)
+
+
+def _consts(dtype):
+    """0.5 and the clamps in the data's dtype (see the module docstring)."""
+    t = np.dtype(dtype).type
+    return t(0.5), t(SQ_DIST_CLAMP), t(NORM_EPS)
+
+
+# ----------------------------------------------------------------------------- formula 2
+@_pjit
+def _shortest_kernel(d, out):
+    m, n, pairs = d.shape
+    blocks = (pairs + PAIR_BLOCK - 1) // PAIR_BLOCK
+    for b in prange(blocks):
+        p0 = b * PAIR_BLOCK
+        count = min(PAIR_BLOCK, pairs - p0)
+        table = np.empty((2, n, PAIR_BLOCK), dtype=d.dtype)
+        dp_forward(d, m, n, p0, count, table)
+        for c in range(count):
+            out[p0 + c] = table[(m - 1) % 2, n - 1, c]
+
+
+@_pjit
+def _shortest_vjp_kernel(d, grad_out, half, grad):
+    m, n, pairs = d.shape
+    blocks = (pairs + PAIR_BLOCK - 1) // PAIR_BLOCK
+    for b in prange(blocks):
+        p0 = b * PAIR_BLOCK
+        count = min(PAIR_BLOCK, pairs - p0)
+        table = np.empty((m, n, PAIR_BLOCK), dtype=d.dtype)
+        dp_forward(d, m, n, p0, count, table)
+        dp_backward(table, grad_out, half, m, n, p0, count, grad)
+
+
+def shortest_dist(dist_mat):
+    """Formula 2 for ``[m, n, *]``: returns an array of shape ``(*)`` (0-d for a matrix)."""
+    m, n = dist_mat.shape[:2]
+    d = np.ascontiguousarray(dist_mat).reshape(m, n, -1)
+    out = np.empty(d.shape[2], dtype=d.dtype)
+    _shortest_kernel(d, out)
+    return out.reshape(dist_mat.shape[2:])
+
+
+def shortest_dist_vjp(dist_mat, grad_out):
+    m, n = dist_mat.shape[:2]
+    d = np.ascontiguousarray(dist_mat).reshape(m, n, -1)
+    g = np.ascontiguousarray(grad_out).reshape(-1)
+    grad = np.zeros_like(d)
+    _shortest_vjp_kernel(d, g, _consts(d.dtype)[0], grad)
+    return grad.reshape(dist_mat.shape)
+
+
+# ------------------------------------------------------------------ normalize, formula 1
+@_pjit
+def _normalize_kernel(x, eps, out):
+    outer, length, inner = x.shape
+    for o in prange(outer):
+        for k in range(inner):
+            sq = x[o, 0, k] * x[o, 0, k]
+            for a in range(1, length):
+                sq += x[o, a, k] * x[o, a, k]
+            scale = math.sqrt(sq) + eps
+            for a in range(length):
+                out[o, a, k] = x[o, a, k] / scale
+
+
+@_pjit
+def _normalize_vjp_kernel(x, g, eps, out):
+    outer, length, inner = x.shape
+    for o in prange(outer):
+        for k in range(inner):
+            sq = x[o, 0, k] * x[o, 0, k]
+            along = x[o, 0, k] * g[o, 0, k]
+            for a in range(1, length):
+                sq += x[o, a, k] * x[o, a, k]
+                along += x[o, a, k] * g[o, a, k]
+            norm = math.sqrt(sq)
+            scale = norm + eps
+            for a in range(length):
+                radial = eps - eps  # the radial term's limit is 0 for a zero vector
+                if norm > 0:
+                    radial = x[o, a, k] * along / (scale * scale * norm)
+                out[o, a, k] = g[o, a, k] / scale - radial
+
+
+def _three_axes(x, axis):
+    """View ``x`` as ``(outer, len(axis), inner)`` so that one kernel serves every axis."""
+    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+    return np.ascontiguousarray(x).reshape(outer, x.shape[axis], -1)
+
+
+def normalize(x, axis):
+    out = np.empty(x.shape, dtype=x.dtype)
+    _normalize_kernel(_three_axes(x, axis), _consts(x.dtype)[2], _three_axes(out, axis))
+    return out
+
+
+def normalize_vjp(x, grad_out, axis):
+    out = np.empty(x.shape, dtype=x.dtype)
+    _normalize_vjp_kernel(_three_axes(x, axis), _three_axes(grad_out, axis),
+                          _consts(x.dtype)[2], _three_axes(out, axis))
+    return out
+
+
+@_pjit
+def _stripe_kernel(e, half, out):
+    for k in prange(e.size):
+        out[k] = math.tanh(e[k] * half)
+
+
+@_pjit
+def _stripe_vjp_kernel(e, g, half, out):
+    for k in prange(e.size):
+        t = math.tanh(e[k] * half)
+        out[k] = g[k] * ((half + half - t * t) * half)  # (1 - t^2) / 2, in the data's dtype
+
+
+def stripe_dist(euclid):
+    out = np.empty(euclid.shape, dtype=euclid.dtype)
+    _stripe_kernel(np.ascontiguousarray(euclid).reshape(-1), _consts(euclid.dtype)[0], out.reshape(-1))
+    return out
+
+
+def stripe_dist_vjp(euclid, grad_out):
+    out = np.empty(euclid.shape, dtype=euclid.dtype)
+    _stripe_vjp_kernel(np.ascontiguousarray(euclid).reshape(-1),
+                       np.ascontiguousarray(grad_out).reshape(-1),
+                       _consts(euclid.dtype)[0], out.reshape(-1))
+    return out
+
+
+# ------------------------------------------------------------------ Euclidean distances
+@_jit
+def _sq_dist(u, v):
+    """Squared distance from explicit differences (no cancellation, like the oracle)."""
+    diff = u[0] - v[0]
+    total = diff * diff
+    for f in range(1, u.shape[0]):
+        diff = u[f] - v[f]
+        total += diff * diff
+    return total
+
+
+@_pjit
+def _euclid_kernel(x, y, clamp, out):
+    batch, m, _ = x.shape
+    n = y.shape[1]
+    for r in prange(batch * m):
+        k, i = r // m, r % m
+        for j in range(n):
+            out[k, i, j] = math.sqrt(_clamped(_sq_dist(x[k, i], y[k, j]), clamp))
+
+
+@_pjit
+def _euclid_coef_kernel(x, y, grad_out, clamp, coef):
+    """``d dist / d sq * 2 * grad``, i.e. ``grad / dist`` where the clamp is inactive, else 0."""
+    batch, m, _ = x.shape
+    n = y.shape[1]
+    for r in prange(batch * m):
+        k, i = r // m, r % m
+        for j in range(n):
+            sq = _sq_dist(x[k, i], y[k, j])
+            coef[k, i, j] = grad_out[k, i, j] / math.sqrt(sq) if sq >= clamp else clamp - clamp
+
+
+@_pjit
+def _pull_rows_kernel(x, y, coef, grad_x, grad_y):
+    """``grad_x[k,i] = sum_j coef[k,i,j] (x[k,i] - y[k,j])`` and its mirror for ``grad_y``."""
+    batch, m, dim = x.shape
+    n = y.shape[1]
+    for r in prange(batch * m):
+        k, i = r // m, r % m
+        for j in range(n):
+            c = coef[k, i, j]
+            for f in range(dim):
+                grad_x[k, i, f] += c * (x[k, i, f] - y[k, j, f])
+    for r in prange(batch * n):
+        k, j = r // n, r % n
+        for i in range(m):
+            c = coef[k, i, j]
+            for f in range(dim):
+                grad_y[k, j, f] -= c * (x[k, i, f] - y[k, j, f])
+
+
+def batch_euclidean_dist(x, y):
+    out = np.empty((x.shape[0], x.shape[1], y.shape[1]), dtype=x.dtype)
+    _euclid_kernel(np.ascontiguousarray(x), np.ascontiguousarray(y), _consts(x.dtype)[1], out)
+    return out
+
+
+def batch_euclidean_dist_vjp(x, y, grad_out):
+    x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+    coef = np.empty(grad_out.shape, dtype=x.dtype)
+    _euclid_coef_kernel(x, y, np.ascontiguousarray(grad_out), _consts(x.dtype)[1], coef)
+    return _pull_rows(x, y, coef)
+
+
+def _pull_rows(x, y, coef):
+    grad_x, grad_y = np.zeros_like(x), np.zeros_like(y)
+    _pull_rows_kernel(x, y, coef, grad_x, grad_y)
+    return grad_x, grad_y
+
+
+def euclidean_dist(x, y):
+    return batch_euclidean_dist(x[None], y[None])[0]
+
+
+def euclidean_dist_vjp(x, y, grad_out):
+    grad_x, grad_y = batch_euclidean_dist_vjp(x[None], y[None], grad_out[None])
+    return grad_x[0], grad_y[0]
+
+
+# --------------------------------------------------------- local distances of given pairs
+@_pjit
+def _pair_stripes_kernel(x, y, half, clamp, d):
+    """``d[i, j, k]``: formula 1 for stripe ``i`` of ``x[k]`` and stripe ``j`` of ``y[k]``."""
+    pairs, m, _ = x.shape
+    n = y.shape[1]
+    for k in prange(pairs):
+        for i in range(m):
+            for j in range(n):
+                d[i, j, k] = _stripe(_sq_dist(x[k, i], y[k, j]), half, clamp)
+
+
+@_pjit
+def _pair_coef_kernel(x, y, flow, half, clamp, coef):
+    pairs, m, _ = x.shape
+    n = y.shape[1]
+    for k in prange(pairs):
+        for i in range(m):
+            for j in range(n):
+                coef[k, i, j] = _stripe_coef(_sq_dist(x[k, i], y[k, j]), flow[i, j, k], half, clamp)
+
+
+def _pair_stripes(x, y):
+    half, clamp, _ = _consts(x.dtype)
+    d = np.empty((x.shape[1], y.shape[1], x.shape[0]), dtype=x.dtype)
+    _pair_stripes_kernel(x, y, half, clamp, d)
+    return d
+
+
+def batch_local_dist(x, y):
+    x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+    return shortest_dist(_pair_stripes(x, y))
+
+
+def batch_local_dist_vjp(x, y, grad_out):
+    x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+    half, clamp, _ = _consts(x.dtype)
+    flow = shortest_dist_vjp(_pair_stripes(x, y), grad_out)
+    coef = np.empty((x.shape[0], x.shape[1], y.shape[1]), dtype=x.dtype)
+    _pair_coef_kernel(x, y, flow, half, clamp, coef)
+    return _pull_rows(x, y, coef)
+
+
+# ------------------------------------------------- local distance of every query-gallery pair
+@_jit
+def _squared_norms(rows):
+    out = np.empty(rows.shape[0], dtype=rows.dtype)
+    for r in range(rows.shape[0]):
+        total = rows[r, 0] * rows[r, 0]
+        for f in range(1, rows.shape[1]):
+            total += rows[r, f] * rows[r, f]
+        out[r] = total
+    return out
+
+
+@_pjit
+def _local_tile_kernel(dots, xx, yy, m, n, half, clamp, out):
+    """Formula 1 then 2 for one tile of query x gallery pairs, from their stripe dot products.
+
+    ``dots[q*m + i, j*G + g] = <x[q, i], y[g, j]>`` for the tile's ``Q`` queries and ``G``
+    gallery images; ``xx`` and ``yy`` are the squared norms in the same order. Squared
+    distances come from ``|x|^2 + |y|^2 - 2 x.y`` (cancellation error of order
+    ``eps * (|x|^2 + |y|^2)``, the price of using BLAS). Each query works through its
+    gallery in blocks of ``PAIR_BLOCK`` pairs that stay in cache.
+    """
+    queries = out.shape[0]
+    gallery = out.shape[1]
+    for q in prange(queries):
+        stripes = np.empty((m, n, PAIR_BLOCK), dtype=dots.dtype)
+        table = np.empty((2, n, PAIR_BLOCK), dtype=dots.dtype)
+        for g0 in range(0, gallery, PAIR_BLOCK):
+            count = min(PAIR_BLOCK, gallery - g0)
+            for i in range(m):
+                row = q * m + i
+                for j in range(n):
+                    col = j * gallery + g0
+                    for c in range(count):
+                        dot = dots[row, col + c]
+                        sq = xx[row] + yy[col + c] - (dot + dot)
+                        stripes[i, j, c] = _stripe(sq, half, clamp)
+            dp_forward(stripes, m, n, 0, count, table)
+            for c in range(count):
+                out[q, g0 + c] = table[(m - 1) % 2, n - 1, c]
+
+
+def _tile_sizes(x, y, chunk_size):
+    """Queries and gallery images per tile: the dot-product tile stays under TILE_BYTES."""
+    per_pair = x.shape[1] * y.shape[1] * x.dtype.itemsize
+    queries = chunk_size or max(1, min(x.shape[0], 128))
+    gallery = max(1, min(y.shape[0], TILE_BYTES // (queries * per_pair)))
+    return queries, gallery
+
+
+def local_dist(x, y, chunk_size=None, progress=False):
+    queries, gallery = _tile_sizes(x, y, chunk_size)
+    big_m, m, dim = x.shape
+    big_n, n, _ = y.shape
+    half, clamp, _ = _consts(x.dtype)
+    out = np.empty((big_m, big_n), dtype=x.dtype)
+    for g0 in range(0, big_n, gallery):
+        g1 = min(big_n, g0 + gallery)
+        # gallery stripes ordered (j, g) so that one query stripe meets one gallery stripe
+        # of consecutive images in consecutive columns of the dot-product tile
+        y_tile = np.ascontiguousarray(y[g0:g1].transpose(1, 0, 2)).reshape(-1, dim)
+        yy = _squared_norms(y_tile)
+        for q0 in range(0, big_m, queries):
+            q1 = min(big_m, q0 + queries)
+            x_tile = np.ascontiguousarray(x[q0:q1]).reshape(-1, dim)
+            dots = np.dot(x_tile, y_tile.T)
+            _local_tile_kernel(dots, _squared_norms(x_tile), yy, m, n, half, clamp,
+                               out[q0:q1, g0:g1])
+            if progress:
+                done = g0 * big_m + q1 * (g1 - g0)
+                print(f"local_dist: {done}/{big_m * big_n} pairs", file=sys.stderr, flush=True)
+    return out
+
+
+@_pjit
+def _cross_coef_kernel(x, y, grad_out, half, clamp, coef):
+    """``coef[q, g, i, j]``: the chain-rule weight of pair ``(q, g)`` at stripes ``(i, j)``."""
+    queries, m, _ = x.shape
+    gallery, n, _ = y.shape
+    for q in prange(queries):
+        stripes = np.empty((m, n, gallery), dtype=x.dtype)
+        for i in range(m):
+            for j in range(n):
+                for g in range(gallery):
+                    stripes[i, j, g] = _stripe(_sq_dist(x[q, i], y[g, j]), half, clamp)
+        table = np.empty((m, n, gallery), dtype=x.dtype)
+        flow = np.zeros((m, n, gallery), dtype=x.dtype)
+        dp_forward(stripes, m, n, 0, gallery, table)
+        dp_backward(table, grad_out[q], half, m, n, 0, gallery, flow)
+        for g in range(gallery):
+            for i in range(m):
+                for j in range(n):
+                    coef[q, g, i, j] = _stripe_coef(_sq_dist(x[q, i], y[g, j]), flow[i, j, g],
+                                                    half, clamp)
+
+
+@_pjit
+def _cross_pull_kernel(x, y, coef, grad_x, grad_y):
+    queries, m, dim = x.shape
+    gallery, n, _ = y.shape
+    for q in prange(queries):
+        for g in range(gallery):
+            for i in range(m):
+                for j in range(n):
+                    c = coef[q, g, i, j]
+                    if c != 0:
+                        for f in range(dim):
+                            grad_x[q, i, f] += c * (x[q, i, f] - y[g, j, f])
+    for g in prange(gallery):
+        for q in range(queries):
+            for i in range(m):
+                for j in range(n):
+                    c = coef[q, g, i, j]
+                    if c != 0:
+                        for f in range(dim):
+                            grad_y[g, j, f] -= c * (x[q, i, f] - y[g, j, f])
+
+
+def local_dist_vjp(x, y, grad_out):
+    x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+    grad_out = np.ascontiguousarray(grad_out)
+    half, clamp, _ = _consts(x.dtype)
+    grad_x, grad_y = np.zeros_like(x), np.zeros_like(y)
+    per_query = y.shape[0] * x.shape[1] * y.shape[1] * x.dtype.itemsize
+    queries = max(1, min(x.shape[0], TILE_BYTES // per_query))
+    for q0 in range(0, x.shape[0], queries):
+        q1 = min(x.shape[0], q0 + queries)
+        coef = np.empty((q1 - q0, y.shape[0], x.shape[1], y.shape[1]), dtype=x.dtype)
+        _cross_coef_kernel(x[q0:q1], y, grad_out[q0:q1], half, clamp, coef)
+        _cross_pull_kernel(x[q0:q1], y, coef, grad_x[q0:q1], grad_y)
+    return grad_x, grad_y
+
+
+# ------------------------------------------------------------------- mining, triplet loss
+@_pjit
+def _mine_kernel(dist, labels, dist_ap, dist_an, p_inds, n_inds):
+    for a in prange(dist.shape[0]):
+        best_p, best_n = _mine_anchor(dist, labels, a)
+        p_inds[a] = best_p
+        n_inds[a] = best_n
+        dist_ap[a] = dist[a, best_p]
+        dist_an[a] = dist[a, max(best_n, 0)]
+
+
+def hard_example_mining(dist_mat, labels):
+    """Returns ``dist_ap, dist_an, p_inds, n_inds``; ``n_inds`` is -1 for an anchor without negative."""
+    count = dist_mat.shape[0]
+    dist_ap = np.empty(count, dtype=dist_mat.dtype)
+    dist_an = np.empty(count, dtype=dist_mat.dtype)
+    p_inds = np.empty(count, dtype=np.int64)
+    n_inds = np.empty(count, dtype=np.int64)
+    _mine_kernel(np.ascontiguousarray(dist_mat), np.ascontiguousarray(labels),
+                 dist_ap, dist_an, p_inds, n_inds)
+    return dist_ap, dist_an, p_inds, n_inds
+
+
+@_pjit
+def _triplet_kernel(dist_ap, dist_an, margin, soft, losses, slopes):
+    for k in prange(dist_ap.shape[0]):
+        z = dist_ap[k] - dist_an[k]
+        if soft:
+            losses[k] = _softplus(z)
+            slopes[k] = math.exp(-_softplus(-z))  # the logistic function, finite for any z
+        else:
+            v = z + margin
+            zero = margin - margin
+            losses[k] = zero if v <= 0 else v  # NaN stays NaN, as np.maximum
+            slopes[k] = (zero + 1) if v > 0 else zero
+
+
+def triplet_terms(dist_ap, dist_an, margin):
+    """Per-anchor losses and slopes ``d loss_k / d ap_k``; ``margin=None`` is the soft margin."""
+    dtype = dist_ap.dtype.type
+    losses, slopes = np.empty_like(dist_ap), np.empty_like(dist_ap)
+    _triplet_kernel(dist_ap, dist_an, dtype(0 if margin is None else margin), margin is None,
+                    losses, slopes)
+    return losses, slopes
+
+
+# ------------------------------------------- array helpers (gpu.py has the same names)
+def zeros(shape, dtype):
+    return np.zeros(shape, dtype=dtype)
+
+
+def add(a, b):
+    return a + b
+
+
+def take_rows(x, inds):
+    return x[inds]
+
+
+def add_rows_at(target, inds, rows):
+    np.add.at(target, inds, rows)  # add.at: an index may repeat
+
+
+def mined_grad(shape, dtype, p_inds, n_inds, grad_ap, grad_an):
+    """Gradient of the mined loss on the whole distance matrix: only the chosen entries."""
+    grad = np.zeros(shape, dtype=dtype)
+    anchors = np.arange(shape[0])
+    np.add.at(grad, (anchors, p_inds), grad_ap)  # an anchor may be its own positive
+    np.add.at(grad, (anchors, n_inds), grad_an)
+    return grad
+
+
+def mean(values):
+    return np.mean(values)
+
+
+def scale(values, factor):
+    return values * values.dtype.type(factor)
+
+
+def negate(values):
+    return -values

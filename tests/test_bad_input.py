@@ -1,0 +1,275 @@
+"""Bad input is refused loudly, and NaN propagates as IEEE ``minimum`` does.
+
+The contract's "Bad input" section, one table row per (function, bad case), run against
+every implementation: ``ValueError`` for a wrong rank, an empty dimension, mismatched
+sizes or labels of the wrong length; ``TypeError`` for integer data, something that is
+not an array of the module's kind, or mixed float32/float64. The message must name the
+argument; starting it with the function name is our convention, not required here, so
+that users' modules can pass.
+"""
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import reference
+
+from .assertions import assert_bitwise
+from .strategies import cost_matrices
+
+TRI = reference.TripletLoss(0.3)  # converted to the module's own TripletLoss by to_native
+
+
+def arr(*shape, dtype=np.float64):
+    """A deterministic, non-degenerate array of ``shape`` (any dimension may be 0)."""
+    values = (np.arange(int(np.prod(shape))) % 7) / 7 + 0.1
+    return values.reshape(shape).astype(dtype)
+
+
+def ints(*shape):
+    return np.ones(shape, dtype=np.int64)
+
+
+N = 4
+LABELS = np.array([0, 0, 1, 1], dtype=np.int64)
+SAME_LABELS = np.zeros(N, dtype=np.int64)
+
+
+def _row(func, case, args, error, names, **kwargs):
+    """One table row: ``func(*args, **kwargs)`` raises ``error`` naming every one of ``names``."""
+    return pytest.param(func, args, kwargs, error, names, id=f"{func}-{case}",
+                        marks=pytest.mark.uses(func))
+
+
+def _pair_rows(func, x_shape, y_shape, batched):
+    """The bad cases of a function of two stripe-feature arrays ``x``, ``y``."""
+    x, y = arr(*x_shape), arr(*y_shape)
+    y_no_rows = y_shape[:-2] + (0, y_shape[-1])
+    rows = [
+        _row(func, "x wrong rank", (arr(*x_shape[1:]), y), ValueError, ("x",)),
+        _row(func, "y wrong rank", (x, arr(1, *y_shape)), ValueError, ("y",)),
+        _row(func, "x empty first axis", (arr(0, *x_shape[1:]), y), ValueError, ("x",)),
+        _row(func, "y empty rows", (x, arr(*y_no_rows)), ValueError, ("y",)),
+        _row(func, "x empty features",
+             (arr(*x_shape[:-1], 0), arr(*y_shape[:-1], 0)), ValueError, ("x",)),
+        _row(func, "feature length mismatch",
+             (x, arr(*y_shape[:-1], y_shape[-1] + 1)), ValueError, ("x", "y")),
+        _row(func, "x integer", (ints(*x_shape), y), TypeError, ("x",)),
+        _row(func, "y integer", (x, ints(*y_shape)), TypeError, ("y",)),
+        _row(func, "x list", (x.tolist(), y), TypeError, ("x",)),
+        _row(func, "y list", (x, y.tolist()), TypeError, ("y",)),
+        _row(func, "mixed float64 float32", (x, y.astype(np.float32)), TypeError, ("x", "y")),
+        _row(func, "mixed float32 float64", (x.astype(np.float32), y), TypeError, ("x", "y")),
+    ]
+    if batched:
+        rows.append(_row(func, "pair count mismatch", (x, arr(y_shape[0] + 1, *y_shape[1:])),
+                         ValueError, ("x", "y")))
+    return rows
+
+
+def _label_rows(func, head, tail=()):
+    """Bad labels for ``func(*head, labels, *tail)``, with ``N`` samples."""
+    return [
+        _row(func, "labels too long", (*head, np.arange(N + 1), *tail), ValueError, ("labels",)),
+        _row(func, "labels too short", (*head, LABELS[:-1], *tail), ValueError, ("labels",)),
+        _row(func, "labels 2-D", (*head, LABELS[:, None], *tail), ValueError, ("labels",)),
+        _row(func, "labels float", (*head, LABELS.astype(np.float64), *tail), TypeError,
+             ("labels",)),
+        _row(func, "labels list", (*head, LABELS.tolist(), *tail), TypeError, ("labels",)),
+        _row(func, "no negative", (*head, SAME_LABELS, *tail), ValueError, ("labels",)),
+    ]
+
+
+def _single_rows(func, name, good_shape, bad_rank_shapes, head=(), tail=()):
+    """Bad cases of one float array argument ``name`` at position ``len(head)``."""
+    rows = [_row(func, f"{name} rank {len(s)}", (*head, arr(*s), *tail), ValueError, (name,))
+            for s in bad_rank_shapes]
+    for axis in range(len(good_shape)):
+        empty = good_shape[:axis] + (0,) + good_shape[axis + 1:]
+        rows.append(_row(func, f"{name} empty axis {axis}", (*head, arr(*empty), *tail),
+                         ValueError, (name,)))
+    rows += [
+        _row(func, f"{name} integer", (*head, ints(*good_shape), *tail), TypeError, (name,)),
+        _row(func, f"{name} list", (*head, arr(*good_shape).tolist(), *tail), TypeError, (name,)),
+    ]
+    return rows
+
+
+AP = arr(N)
+LOCAL = arr(N, 3, 2)
+P_INDS = np.array([1, 0, 3, 2], dtype=np.int64)
+N_INDS = np.array([2, 3, 0, 1], dtype=np.int64)
+
+CASES = [
+    *_single_rows("normalize", "x", (3, 4), [()]),
+    _row("normalize", "axis out of range", (arr(3, 4), 2), ValueError, ("axis",)),
+    _row("normalize", "axis not an int", (arr(3, 4), 1.0), TypeError, ("axis",)),
+    *_pair_rows("euclidean_dist", (3, 4), (2, 4), batched=False),
+    *_pair_rows("batch_euclidean_dist", (2, 3, 4), (2, 5, 4), batched=True),
+    *_pair_rows("local_dist", (2, 3, 4), (3, 2, 4), batched=False),
+    *_pair_rows("batch_local_dist", (2, 3, 4), (2, 5, 4), batched=True),
+    *_single_rows("shortest_dist", "dist_mat", (3, 4), [(3,)]),
+    *_single_rows("stripe_dist", "euclid", (5,), []),
+    # hard_example_mining(dist_mat, labels)
+    *_single_rows("hard_example_mining", "dist_mat", (N, N), [(N,), (N, N, 1)], tail=(LABELS,)),
+    _row("hard_example_mining", "dist_mat not square", (arr(N, N + 1), LABELS), ValueError,
+         ("dist_mat",)),
+    *_label_rows("hard_example_mining", (arr(N, N),)),
+    # TripletLoss(0.3)(dist_ap, dist_an)
+    *_single_rows("TripletLoss", "dist_ap", (N,), [(N, 1)], tail=(AP,)),
+    *_single_rows("TripletLoss", "dist_an", (N,), [(N, 1)], head=(AP,)),
+    _row("TripletLoss", "length mismatch", (AP, arr(N + 1)), ValueError, ("dist_ap", "dist_an")),
+    _row("TripletLoss", "mixed dtypes", (AP, AP.astype(np.float32)), TypeError,
+         ("dist_ap", "dist_an")),
+    # global_loss(tri_loss, global_feat, labels)
+    _row("global_loss", "tri_loss not a TripletLoss", ("soft", arr(N, 3), LABELS), TypeError,
+         ("tri_loss",)),
+    *_single_rows("global_loss", "global_feat", (N, 3), [(N,), (N, 3, 1)], head=(TRI,),
+                  tail=(LABELS,)),
+    *_label_rows("global_loss", (TRI, arr(N, 3))),
+    # local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None)
+    _row("local_loss", "tri_loss not a TripletLoss", ("soft", LOCAL), TypeError, ("tri_loss",),
+         labels=LABELS),
+    *_single_rows("local_loss", "local_feat", (N, 3, 2), [(N, 3), (N, 3, 2, 1)], head=(TRI,),
+                  tail=(P_INDS, N_INDS)),
+    *_label_rows("local_loss", (TRI, LOCAL, None, None)),
+    _row("local_loss", "neither indices nor labels", (TRI, LOCAL), ValueError, ("labels",)),
+    # Labels are given too: an implementation must not silently mine instead.
+    _row("local_loss", "only p_inds", (TRI, LOCAL), ValueError, ("p_inds", "n_inds"),
+         p_inds=P_INDS, labels=LABELS),
+    _row("local_loss", "only n_inds", (TRI, LOCAL), ValueError, ("p_inds", "n_inds"),
+         n_inds=N_INDS, labels=LABELS),
+    _row("local_loss", "p_inds too short", (TRI, LOCAL, P_INDS[:-1], N_INDS), ValueError,
+         ("p_inds",)),
+    _row("local_loss", "n_inds out of range", (TRI, LOCAL, P_INDS, N_INDS + N), ValueError,
+         ("n_inds",)),
+    _row("local_loss", "p_inds float", (TRI, LOCAL, P_INDS.astype(np.float64), N_INDS), TypeError,
+         ("p_inds",)),
+]
+
+
+def _names_pattern(names):
+    """A regex that finds every one of ``names`` as a whole word, in any order."""
+    return "(?s)^" + "".join(rf"(?=.*\b{re.escape(n)}\b)" for n in names)
+
+
+def _call(impl, func, args, kwargs):
+    """Call the module's ``func`` on native inputs (lists and other non-arrays pass unchanged)."""
+    args = [impl.to_native(a) for a in args]
+    kwargs = {k: impl.to_native(v) for k, v in kwargs.items()}
+    target = impl.function("TripletLoss")(0.3) if func == "TripletLoss" else impl.function(func)
+    return target(*args, **kwargs)
+
+
+@pytest.mark.parametrize("func, args, kwargs, error, names", CASES)
+def test_bad_input_raises(impl, func, args, kwargs, error, names):
+    with pytest.raises(error, match=_names_pattern(names)):
+        _call(impl, func, args, kwargs)
+
+
+# The oracle's extras -------------------------------------------------------------------
+_X3, _Y3 = arr(2, 3, 4), arr(2, 5, 4)
+VJP_CASES = [
+    # (vjp, inputs, the shape grad_out should have; a wrong one is made by adding an axis)
+    ("normalize_vjp", (arr(3, 4),), (3, 4)),
+    ("stripe_dist_vjp", (arr(5),), (5,)),
+    ("euclidean_dist_vjp", (arr(3, 4), arr(2, 4)), (3, 2)),
+    ("batch_euclidean_dist_vjp", (_X3, _Y3), (2, 3, 5)),
+    ("shortest_dist_vjp", (arr(3, 4, 2),), (2,)),
+    ("local_dist_vjp", (_X3, arr(3, 5, 4)), (2, 3)),
+    ("batch_local_dist_vjp", (_X3, _Y3), (2,)),
+]
+
+
+@pytest.mark.parametrize("vjp, inputs, grad_shape", VJP_CASES, ids=[c[0] for c in VJP_CASES])
+@pytest.mark.parametrize("wrong", ["extra axis", "other shape"])
+def test_oracle_vjp_rejects_grad_out_of_wrong_shape(vjp, inputs, grad_shape, wrong):
+    fn = getattr(reference, vjp)
+    if wrong == "extra axis":
+        bad = grad_shape + (1,)
+    else:
+        bad = (*grad_shape[::-1][:-1], grad_shape[0] + 1)
+    fn(*inputs, arr(*grad_shape))  # the right shape is accepted: the failure below is the shape's
+    with pytest.raises(ValueError, match=_names_pattern(["grad_out"])):
+        fn(*inputs, arr(*bad))
+
+
+def test_oracle_shortest_dist_vjp_rejects_array_grad_out_for_one_matrix():
+    # One [m, n] matrix has a scalar output, so its grad_out has shape ().
+    with pytest.raises(ValueError, match=_names_pattern(["grad_out"])):
+        reference.shortest_dist_vjp(arr(3, 4), arr(1))
+
+
+def test_oracle_shortest_path_rejects_3d_input():
+    with pytest.raises(ValueError, match=_names_pattern(["dist_mat"])):
+        reference.shortest_path(arr(3, 4, 2))
+
+
+# NaN propagation --------------------------------------------------------------------------
+# shortest_dist is NaN exactly when its matrix (per trailing index) holds a NaN: every cell
+# lies on some monotone path and reaches S[m-1, n-1] through minimum's NaN propagation.
+# Python's min(a, nan) == a would lose it whenever the NaN sits on the second argument.
+SHAPES = [(1, 1), (1, 5), (4, 1), (4, 5), (6, 3)]
+PLACES = {
+    "first cell": lambda m, n: (0, 0),
+    "last row": lambda m, n: (m - 1, n // 3),
+    "last column": lambda m, n: (m // 3, n - 1),
+    "middle": lambda m, n: (m // 2, n // 2),
+    "last cell": lambda m, n: (m - 1, n - 1),
+}
+
+
+def _costs(m, n, k=None, dtype=np.float64, seed=0):
+    shape = (m, n) if k is None else (m, n, k)
+    return np.random.default_rng(seed).uniform(0, 1, size=shape).astype(dtype)
+
+
+@pytest.mark.uses("shortest_dist")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("place", list(PLACES))
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"{m}x{n}" for m, n in SHAPES])
+def test_shortest_dist_nan_in_one_matrix(impl, ref, shape, place, dtype):
+    d = _costs(*shape, dtype=dtype)
+    clean = impl("shortest_dist", d)
+    assert not np.isnan(clean), f"{impl.name}: NaN from a matrix without NaN"
+    d[PLACES[place](*shape)] = np.nan
+    got = impl("shortest_dist", d)
+    assert np.isnan(got), f"{impl.name}: NaN at the {place} of a {shape} matrix was lost: {got!r}"
+    assert_bitwise(got, ref("shortest_dist", d), impl, "shortest_dist", [d])
+
+
+@pytest.mark.uses("shortest_dist")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"{m}x{n}" for m, n in SHAPES])
+def test_shortest_dist_nan_per_trailing_index(impl, ref, shape, dtype):
+    """One trailing index per place, plus clean ones in between: NaN exactly where planted."""
+    places = list(PLACES.values())
+    k = 2 * len(places) + 1
+    d = _costs(*shape, k=k, dtype=dtype, seed=1)
+    for slot, place in enumerate(places):
+        d[(*place(*shape), 2 * slot + 1)] = np.nan  # odd indices get a NaN, even stay clean
+    want = np.isnan(d).any(axis=(0, 1))
+    got = impl("shortest_dist", d)
+    np.testing.assert_array_equal(np.isnan(got), want, err_msg=f"{impl.name}: NaN pattern")
+    assert_bitwise(got, ref("shortest_dist", d), impl, "shortest_dist", [d])
+
+
+@st.composite
+def _matrices_with_nans(draw):
+    d = draw(cost_matrices(min_side=1, max_side=8, batch=True))
+    # Mostly clean cells, so that some trailing indices stay free of NaN.
+    sparse = st.sampled_from([False, False, False, True])
+    mask = draw(hnp.arrays(np.bool_, d.shape, elements=sparse))
+    d[mask] = np.nan
+    return d
+
+
+@pytest.mark.uses("shortest_dist")
+@given(d=_matrices_with_nans())
+def test_shortest_dist_nan_exactly_where_planted(impl, d):
+    got = impl("shortest_dist", d)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(d).any(axis=(0, 1)),
+                                  err_msg=f"{impl.name}: NaN pattern of shortest_dist")

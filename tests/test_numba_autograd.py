@@ -1,0 +1,128 @@
+"""The torch bridge ``numba_impl.autograd`` against torch autograd of a plain torch formula.
+
+The plain version below is the contract written in torch ops (explicit differences,
+``torch.minimum`` in formula 2), so its autograd gradient is the contract's gradient.
+Error model: both sides compute the same float64 operations up to summation order and
+the bridge's norm expansion in ``local_dist`` (cancellation ``~ eps (|x|^2 + |y|^2)`` on a
+squared distance, divided by the distance in the gradient), hence rtol 1e-9 / atol 1e-9
+for distances of order 1 built from unit-scale features.
+"""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nba = pytest.importorskip("numba_impl.autograd")
+
+
+def _plain_table_last(d):
+    """Formula 2 in torch, cell by cell: ``d`` is ``[m, n, *]``."""
+    m, n = d.shape[:2]
+    rows = [d[0, 0]]
+    for j in range(1, n):
+        rows.append(rows[-1] + d[0, j])
+    for i in range(1, m):
+        row = [rows[0] + d[i, 0]]
+        for j in range(1, n):
+            row.append(torch.minimum(rows[j], row[j - 1]) + d[i, j])
+        rows = row
+    return rows[-1]
+
+
+def _plain_stripes(x, y):
+    """Formula 1 on every stripe pair of ``x [K, m, d]`` and ``y [K, n, d]``: ``[m, n, K]``."""
+    sq = ((x[:, :, None, :] - y[:, None, :, :]) ** 2).sum(-1)
+    return torch.tanh(torch.sqrt(torch.clamp(sq, min=1e-12)) / 2).permute(1, 2, 0)
+
+
+def _plain_local(x, y):
+    big_m, big_n = x.shape[0], y.shape[0]
+    xs = x.repeat_interleave(big_n, 0)
+    ys = y.repeat(big_m, 1, 1)
+    return _plain_table_last(_plain_stripes(xs, ys)).reshape(big_m, big_n)
+
+
+def _leaf(array):
+    return torch.tensor(array, dtype=torch.float64, requires_grad=True)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(99)
+
+
+def _compare(fn_bridge, fn_plain, inputs, rng):
+    ours = [_leaf(a) for a in inputs]
+    plain = [_leaf(a) for a in inputs]
+    out_ours, out_plain = fn_bridge(*ours), fn_plain(*plain)
+    np.testing.assert_allclose(out_ours.detach().numpy(), out_plain.detach().numpy(),
+                               rtol=1e-9, atol=1e-9)
+    weight = torch.tensor(rng.random(tuple(out_plain.shape)), dtype=torch.float64)
+    (out_ours * weight).sum().backward()
+    (out_plain * weight).sum().backward()
+    for a, b in zip(ours, plain):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_shortest_dist_matches_torch_autograd(rng):
+    _compare(nba.shortest_dist, _plain_table_last, [rng.random((4, 6, 3, 5))], rng)
+
+
+def test_shortest_dist_tie_gradient_is_half(rng):
+    d = _leaf(np.zeros((2, 2)))  # both paths tie: each gets half, like torch.minimum
+    nba.shortest_dist(d).backward()
+    np.testing.assert_array_equal(d.grad.numpy(), [[1.0, 0.5], [0.5, 1.0]])
+
+
+def test_batch_local_dist_matches_torch_autograd(rng):
+    x, y = rng.standard_normal((5, 4, 6)), rng.standard_normal((5, 3, 6))
+    _compare(nba.batch_local_dist, lambda a, b: _plain_table_last(_plain_stripes(a, b)), [x, y], rng)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_local_dist_matches_torch_autograd(rng, chunk_size):
+    x, y = rng.standard_normal((5, 4, 6)), rng.standard_normal((7, 3, 6))
+    _compare(lambda a, b: nba.local_dist(a, b, chunk_size=chunk_size), _plain_local, [x, y], rng)
+
+
+def test_gradcheck_float64(rng):
+    x = _leaf(rng.standard_normal((3, 3, 4)))
+    y = _leaf(rng.standard_normal((4, 2, 4)))
+    assert torch.autograd.gradcheck(lambda a, b: nba.local_dist(a, b), (x, y))
+    assert torch.autograd.gradcheck(nba.batch_local_dist, (x, y[:3, :, :]))
+
+
+def test_float32_stays_float32(rng):
+    x = torch.tensor(rng.standard_normal((3, 4, 5)), dtype=torch.float32, requires_grad=True)
+    out = nba.local_dist(x, x.detach())
+    out.sum().backward()
+    assert out.dtype == torch.float32 and x.grad.dtype == torch.float32
+
+
+def test_refuses_arrays():
+    with pytest.raises(TypeError, match="local_dist: x must be a torch.Tensor"):
+        nba.local_dist(np.zeros((2, 3, 4)), torch.zeros(2, 3, 4))
+
+
+def test_training_loop_reduces_the_loss():
+    """A linear stripe embedding trained with the bridge: the triplet loss must go down."""
+    gen = torch.Generator().manual_seed(0)
+    ids, per_id, stripes, dim = 4, 4, 6, 8
+    centers = torch.randn(ids, stripes, dim, generator=gen)
+    feats = (centers.repeat_interleave(per_id, 0) + 1.5 * torch.randn(ids * per_id, stripes, dim,
+                                                                       generator=gen)).double()
+    labels = torch.arange(ids).repeat_interleave(per_id)
+    same = labels[:, None] == labels[None, :]
+    model = torch.nn.Linear(dim, 4).double()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    losses = []
+    for _ in range(30):
+        emb = model(feats)
+        dist = nba.local_dist(emb, emb)
+        dist_ap = dist.masked_fill(~same, -1.0).max(1).values
+        dist_an = dist.masked_fill(same, float("inf")).min(1).values
+        loss = torch.relu(dist_ap - dist_an + 0.5).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses

@@ -1,0 +1,161 @@
+"""Argument validation shared by every public function of :mod:`torch_impl`.
+
+All checks live here so that each public function states its expectations in
+one line and every message has the same shape::
+
+    local_dist: x must have shape (M, m, d); got (32, 128)
+
+Checks only look at metadata (type, dtype, shape), so they never synchronise a
+CUDA device; the one exception is :func:`check_has_negative`, which has to
+look at values.
+"""
+
+import torch
+
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def _shape(t):
+    return tuple(t.shape)
+
+
+def check_float_tensor(fn, name, x, dims=None, shape_text=None):
+    """Check that ``x`` is a float32/float64 tensor with ``dims`` dimensions.
+
+    ``dims`` is an int, or ``None`` for "at least one dimension is enough".
+    ``shape_text`` spells the expected shape in messages, e.g. ``"(M, m, d)"``.
+    Empty dimensions are rejected: every function here needs at least one
+    element along each axis.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{fn}: {name} must be a torch.Tensor; got {type(x).__name__}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{fn}: {name} must have dtype torch.float32 or torch.float64; "
+            f"got {x.dtype}")
+    if dims is not None and x.dim() != dims:
+        raise ValueError(
+            f"{fn}: {name} must have shape {shape_text}; got {_shape(x)}")
+    if x.numel() == 0:
+        raise ValueError(
+            f"{fn}: {name} must not have an empty dimension; got {_shape(x)}")
+    return x
+
+
+def check_min_dims(fn, name, x, min_dims, shape_text):
+    """Like :func:`check_float_tensor` but for "``min_dims`` or more" axes."""
+    check_float_tensor(fn, name, x)
+    if x.dim() < min_dims:
+        raise ValueError(
+            f"{fn}: {name} must have shape {shape_text}; got {_shape(x)}")
+    return x
+
+
+def check_pair(fn, x, y, x_shape, y_shape, dims):
+    """Check two feature tensors that are compared with each other.
+
+    Both must be float tensors of rank ``dims`` with the same dtype, on the
+    same device, and with the same feature length (last axis).
+    """
+    check_float_tensor(fn, "x", x, dims, x_shape)
+    check_float_tensor(fn, "y", y, dims, y_shape)
+    if x.dtype != y.dtype:
+        raise TypeError(
+            f"{fn}: x and y must have the same dtype; got {x.dtype} and "
+            f"{y.dtype}")
+    if x.device != y.device:
+        raise ValueError(
+            f"{fn}: x and y must be on the same device; got {x.device} and "
+            f"{y.device}")
+    if x.shape[-1] != y.shape[-1]:
+        raise ValueError(
+            f"{fn}: x and y must have the same feature length d; got "
+            f"x {_shape(x)} and y {_shape(y)}")
+
+
+def check_same_batch(fn, x, y):
+    """Batched pairs: ``x[k]`` goes with ``y[k]``, so the first axes agree."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{fn}: x and y must have the same number of pairs N; got "
+            f"x {_shape(x)} and y {_shape(y)}")
+
+
+def check_axis(fn, x, axis):
+    """``axis`` must be an int that indexes one of ``x``'s dimensions."""
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise TypeError(f"{fn}: axis must be an int; got {type(axis).__name__}")
+    if not -x.dim() <= axis < x.dim():
+        raise ValueError(
+            f"{fn}: axis must be in [{-x.dim()}, {x.dim()}) for x of shape "
+            f"{_shape(x)}; got {axis}")
+
+
+def check_labels(fn, labels, n, name="labels"):
+    """``labels`` must be a 1-D integer tensor of length ``n``."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(
+            f"{fn}: {name} must be a torch.Tensor; got {type(labels).__name__}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or \
+            labels.dtype == torch.bool:
+        raise TypeError(
+            f"{fn}: {name} must have an integer dtype; got {labels.dtype}")
+    if labels.dim() != 1 or labels.shape[0] != n:
+        raise ValueError(
+            f"{fn}: {name} must have shape ({n},); got {_shape(labels)}")
+
+
+def check_indices(fn, name, inds, n):
+    """``inds`` must be a 1-D integer tensor of ``n`` indices into ``n`` rows.
+
+    The range check reads one boolean back from the device.
+    """
+    check_labels(fn, inds, n, name=name)
+    bad = (inds < 0) | (inds >= n)
+    if bool(bad.any()):
+        first = int(torch.nonzero(bad)[0, 0])
+        raise ValueError(
+            f"{fn}: {name} must hold indices in [0, {n}); got {int(inds[first])} "
+            f"at position {first}")
+
+
+def check_square(fn, name, x):
+    """A pairwise distance matrix among the same N samples: shape (N, N)."""
+    check_float_tensor(fn, name, x, 2, "(N, N)")
+    if x.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"{fn}: {name} must have shape (N, N); got {_shape(x)}")
+
+
+def check_same_shape(fn, a, b, name_a, name_b):
+    """Two tensors that are combined element by element."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{fn}: {name_a} and {name_b} must have the same shape; got "
+            f"{_shape(a)} and {_shape(b)}")
+
+
+def check_has_negative(fn, has_negative):
+    """Every anchor needs a sample with another label.
+
+    This reads one boolean back from the device (a single synchronisation).
+    """
+    if not bool(has_negative.all()):
+        first = int(torch.nonzero(~has_negative)[0, 0])
+        raise ValueError(
+            f"{fn}: labels must give every anchor a negative (a sample with "
+            f"another label); anchor {first} has none")
+
+
+def check_chunk_size(fn, chunk_size):
+    """``chunk_size`` is ``None`` (automatic) or a positive int."""
+    if chunk_size is None:
+        return
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+        raise TypeError(
+            f"{fn}: chunk_size must be a positive int or None; got "
+            f"{type(chunk_size).__name__}")
+    if chunk_size < 1:
+        raise ValueError(
+            f"{fn}: chunk_size must be a positive int or None; got {chunk_size}")

@@ -1,0 +1,222 @@
+"""The local distance: formula 1 on every stripe pair, then formula 2.
+
+Two routes to the same numbers:
+
+* ``batch_local_dist`` (training: pair ``k`` of x with pair ``k`` of y) is one
+  autograd node with a hand-written backward pass, so a training step costs a
+  few dozen tensor operations instead of an autograd graph per DP step.
+* ``local_dist`` (query x gallery) works block by block, so memory stays
+  bounded however large M and N are.  Without gradients each block is done
+  in place: one matrix product of stripes, then clamp, sqrt and tanh on the
+  product's buffer, then the DP reading that buffer through strided views.
+  With gradients each block is an ordinary differentiable computation.
+
+Both scale the squared distance by 1/4 before the square root (alpha=-0.5 and
+norms times 0.25), which gives ``x / 2`` for ``tanh`` directly; scaling by a
+power of two is exact, so this changes no bit of the result.
+"""
+
+import sys
+
+import torch
+
+from . import _checks
+from .distance import EPS_SQ, _batch_sq_dist, _squared_norms
+from .path import _forward, _ShortestDist, _unit_flow
+
+# Elements of one block of stripe distances (M_chunk * m * N_chunk * n).
+# 4 Mi float32 = 16 MiB fits in a CPU's last-level cache, so the in-place
+# passes after the product run from cache; a GPU wants fewer, larger blocks.
+_BLOCK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}
+
+
+class _BatchLocalDist(torch.autograd.Function):
+    """``batch_local_dist`` as one node: forward saves the DP table, backward
+    chains flow -> tanh' -> sqrt' (zero under the clamp) -> the expansion."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        sq = _batch_sq_dist(x, y)                       # [N, m, n]
+        euclid = sq.clamp(min=EPS_SQ).sqrt_()
+        stripe = torch.tanh(euclid * 0.5)
+        # DP layout [m, n, N]: every anti-diagonal step reads contiguous rows.
+        d = stripe.permute(1, 2, 0).contiguous()
+        keep = any(ctx.needs_input_grad)
+        out, table = _forward(d, keep_table=keep)
+        if keep:
+            ctx.save_for_backward(x, y, sq, euclid, stripe, table)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, y, sq, euclid, stripe, table = ctx.saved_tensors
+        m, n = x.shape[1], y.shape[1]
+        # Contiguous [N, m, n]: bmm on strided operands falls off BLAS.
+        flow = _unit_flow(table, m, n).permute(2, 0, 1).contiguous()
+        grad_stripe = flow * grad_out[:, None, None]
+        if torch.is_grad_enabled():
+            # Double backward asked for: rebuild formula 1 as a graph on x, y.
+            wanted = [t for t, need in zip((x, y), ctx.needs_input_grad)
+                      if need]
+            with torch.enable_grad():
+                again = torch.tanh(
+                    _batch_sq_dist(x, y).clamp(min=EPS_SQ).sqrt() * 0.5)
+                grads = iter(torch.autograd.grad(
+                    again, wanted, grad_stripe, create_graph=True))
+            return tuple(next(grads) if need else None
+                         for need in ctx.needs_input_grad)
+        # d tanh(e/2)/de = (1 - tanh^2)/2; d sqrt(s)/ds = 1/(2 sqrt(s)); the
+        # factor 2 of d sq/dx (below) is folded in here.
+        grad_sq = grad_stripe * (1 - stripe * stripe) / (2 * euclid)
+        grad_sq = grad_sq.masked_fill_(sq < EPS_SQ, 0)
+        # sq = |x_i|^2 + |y_j|^2 - 2 x_i.y_j; one fused product per input.
+        grad_x = grad_y = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.baddbmm(grad_sq.sum(2, keepdim=True) * x,
+                                   grad_sq, y, alpha=-1)
+        if ctx.needs_input_grad[1]:
+            grad_y = torch.baddbmm(grad_sq.sum(1).unsqueeze(2) * y,
+                                   grad_sq.transpose(1, 2), x, alpha=-1)
+        return grad_x, grad_y
+
+
+def batch_local_dist(x, y):
+    """Local distance of each pair ``(x[k], y[k])``.
+
+    Parameters
+    ----------
+    x : Tensor, shape (N, m, d)
+    y : Tensor, shape (N, n, d)
+        Same dtype (float32 or float64) and device as ``x``.
+
+    Returns
+    -------
+    Tensor, shape (N,)
+        Formula 1 on every stripe pair, then formula 2; differentiable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.zeros(1, 2, 3)
+    >>> # 3 cells on the path, each tanh(1e-6 / 2): identical stripes are 1e-6 apart
+    >>> round(float(batch_local_dist(x, x)), 9)
+    1.5e-06
+    """
+    fn = "batch_local_dist"
+    _checks.check_pair(fn, x, y, "(N, m, d)", "(N, n, d)", 3)
+    _checks.check_same_batch(fn, x, y)
+    return _BatchLocalDist.apply(x, y)
+
+
+def _block_sizes(M, N, m, n, chunk_size, device):
+    """Queries and gallery images per block (see ``_BLOCK_ELEMENTS``)."""
+    budget = _BLOCK_ELEMENTS.get(device.type, _BLOCK_ELEMENTS["cuda"])
+    per_pair = m * n
+    if chunk_size is None:
+        # Square-ish blocks: a gallery block of at most 4096 images.
+        chunk_size = max(1, budget // (per_pair * min(N, 4096)))
+    rows = min(M, chunk_size)
+    cols = min(N, max(1, budget // (per_pair * rows)))
+    return rows, cols
+
+
+class _Progress:
+    """A one-line counter on stderr (no dependency on tqdm)."""
+
+    def __init__(self, total, enabled):
+        self.total, self.enabled, self.done = total, enabled, 0
+
+    def step(self):
+        self.done += 1
+        if self.enabled:
+            end = "\n" if self.done == self.total else ""
+            sys.stderr.write(
+                f"\rlocal_dist: block {self.done}/{self.total}{end}")
+            sys.stderr.flush()
+
+
+def _stripe_block(xt, yt, xx, yy, differentiable):
+    """Stripe distances of one block, as a ``[m, n, Mc, Nc]`` view.
+
+    ``xt`` is ``[m, Mc, d]`` and ``yt`` is ``[n, Nc, d]`` (stripe-major), so
+    the product's ``[m*Mc, n*Nc]`` result holds cell ``(i, j)`` as a block of
+    contiguous rows; the DP reads it through a permuted view, no copy.
+    ``xx``/``yy`` are the squared norms already scaled by 1/4.
+    """
+    m, mc, dim = xt.shape
+    n, nc = yt.shape[0], yt.shape[1]
+    a, b = xt.reshape(m * mc, dim), yt.reshape(n * nc, dim)
+    prod = torch.addmm(yy.reshape(1, n * nc), a, b.t(), alpha=-0.5)
+    if differentiable:
+        half = (prod + xx.reshape(m * mc, 1)).clamp(min=EPS_SQ / 4).sqrt()
+        stripe = torch.tanh(half)
+    else:
+        stripe = prod.add_(xx.reshape(m * mc, 1)).clamp_min_(EPS_SQ / 4)
+        stripe = stripe.sqrt_().tanh_()
+    return stripe.view(m, mc, n, nc).permute(0, 2, 1, 3)
+
+
+def local_dist(x, y, *, chunk_size=None, progress=False):
+    """Local distance between every query ``x[a]`` and gallery image ``y[b]``.
+
+    Parameters
+    ----------
+    x : Tensor, shape (M, m, d)
+        Query stripe features.
+    y : Tensor, shape (N, n, d)
+        Gallery stripe features, same dtype and device as ``x``.
+    chunk_size : int, optional
+        Query images per block.  ``None`` picks blocks of about 16 MiB on CPU
+        (256 MiB on GPU) of stripe distances, so peak memory is the ``[M, N]``
+        result plus a few blocks, whatever M and N are.
+    progress : bool, default False
+        Print a block counter on stderr.
+
+    Returns
+    -------
+    Tensor, shape (M, N)
+        Formula 1 then formula 2 for every pair; differentiable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.zeros(2, 3, 4)
+    >>> local_dist(x, x).shape
+    torch.Size([2, 2])
+    """
+    fn = "local_dist"
+    _checks.check_pair(fn, x, y, "(M, m, d)", "(N, n, d)", 3)
+    _checks.check_chunk_size(fn, chunk_size)
+    (M, m, _), (N, n, _) = x.shape, y.shape
+    rows, cols = _block_sizes(M, N, m, n, chunk_size, x.device)
+    differentiable = torch.is_grad_enabled() and (
+        x.requires_grad or y.requires_grad)
+    # Stripe-major copies (small next to the result) make each block's
+    # operands plain slices.
+    xt, yt = x.transpose(0, 1), y.transpose(0, 1).contiguous()
+    xx, yy = 0.25 * _squared_norms(xt), 0.25 * _squared_norms(yt)
+    bar = _Progress(-(-M // rows) * -(-N // cols), progress)
+    if differentiable:
+        blocks = []
+        for q in range(0, M, rows):
+            row = []
+            for g in range(0, N, cols):
+                d = _stripe_block(xt[:, q:q + rows], yt[:, g:g + cols],
+                                  xx[:, q:q + rows], yy[:, g:g + cols], True)
+                row.append(_ShortestDist.apply(d))
+                bar.step()
+            blocks.append(torch.cat(row, dim=1))
+        return torch.cat(blocks, dim=0)
+    out = torch.empty((M, N), dtype=x.dtype, device=x.device)
+    work = torch.empty((2, m + 1, rows, cols), dtype=x.dtype, device=x.device)
+    with torch.no_grad():
+        for q in range(0, M, rows):
+            xq = xt[:, q:q + rows].contiguous()
+            for g in range(0, N, cols):
+                d = _stripe_block(xq, yt[:, g:g + cols], xx[:, q:q + rows],
+                                  yy[:, g:g + cols], False)
+                full = d.shape[2:] == work.shape[2:]
+                res, _ = _forward(d, False, work if full else None)
+                out[q:q + rows, g:g + cols] = res
+                bar.step()
+    return out

@@ -1,0 +1,169 @@
+"""Triplet loss and the global and local losses of AlignedReID."""
+
+import numbers
+
+import torch
+
+from . import _checks
+from .distance import euclidean_dist, normalize
+from .local import batch_local_dist, local_dist
+from .mining import hard_example_mining
+
+
+class TripletLoss:
+    """Triplet loss on hardest-positive and hardest-negative distances.
+
+    Parameters
+    ----------
+    margin : float, optional
+        With a margin: ``mean(max(0, ap - an + margin))`` (the derivative is 0
+        where ``ap - an + margin == 0``).  ``None``: the soft margin
+        ``mean(log(1 + exp(ap - an)))``, computed without overflow.
+
+    Examples
+    --------
+    >>> import torch
+    >>> loss = TripletLoss(margin=0.3)
+    >>> loss(torch.tensor([1.0, 0.5]), torch.tensor([1.0, 2.0]))
+    tensor(0.1500)
+    """
+
+    def __init__(self, margin=None):
+        if margin is not None and (isinstance(margin, bool) or
+                                   not isinstance(margin, numbers.Real)):
+            raise TypeError(
+                f"TripletLoss: margin must be a real number or None; got "
+                f"{type(margin).__name__}")
+        self.margin = None if margin is None else float(margin)
+
+    def __repr__(self):
+        return f"TripletLoss(margin={self.margin!r})"
+
+    def __call__(self, dist_ap, dist_an):
+        """Loss of the triplets.
+
+        Parameters
+        ----------
+        dist_ap, dist_an : Tensor, shape (N,)
+
+        Returns
+        -------
+        Tensor, shape ()
+        """
+        fn = "TripletLoss"
+        _checks.check_float_tensor(fn, "dist_ap", dist_ap, 1, "(N,)")
+        _checks.check_float_tensor(fn, "dist_an", dist_an, 1, "(N,)")
+        _checks.check_same_shape(fn, dist_ap, dist_an, "dist_ap", "dist_an")
+        if dist_ap.dtype != dist_an.dtype:
+            raise TypeError(
+                f"{fn}: dist_ap and dist_an must have the same dtype; got "
+                f"{dist_ap.dtype} and {dist_an.dtype}")
+        z = dist_ap - dist_an
+        if self.margin is None:
+            # log(1 + e^z) = logaddexp(0, z): no overflow, exact sigmoid slope.
+            return torch.logaddexp(torch.zeros_like(z), z).mean()
+        return torch.relu(z + self.margin).mean()
+
+
+def _check_tri_loss(fn, tri_loss):
+    if not callable(tri_loss):
+        raise TypeError(
+            f"{fn}: tri_loss must be a TripletLoss (callable); got "
+            f"{type(tri_loss).__name__}")
+
+
+def global_loss(tri_loss, global_feat, labels, normalize_feature=True):
+    """Triplet loss on global features with hard-example mining.
+
+    Parameters
+    ----------
+    tri_loss : TripletLoss
+    global_feat : Tensor, shape (N, C)
+    labels : Tensor, shape (N,)
+        Integer identity labels.
+    normalize_feature : bool, default True
+        Normalise each feature vector first.
+
+    Returns
+    -------
+    loss : Tensor, shape ()
+    p_inds, n_inds : Tensor of torch.long, shape (N,)
+    dist_ap, dist_an : Tensor, shape (N,)
+    dist_mat : Tensor, shape (N, N)
+
+    Examples
+    --------
+    >>> import torch
+    >>> feat = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> out = global_loss(TripletLoss(0.3), feat, torch.tensor([0, 0, 1, 1]))
+    >>> float(out[0])
+    0.0
+    """
+    fn = "global_loss"
+    _check_tri_loss(fn, tri_loss)
+    _checks.check_float_tensor(fn, "global_feat", global_feat, 2, "(N, C)")
+    _checks.check_labels(fn, labels, global_feat.shape[0])
+    feat = normalize(global_feat, axis=-1) if normalize_feature else global_feat
+    dist_mat = euclidean_dist(feat, feat)
+    dist_ap, dist_an, p_inds, n_inds = hard_example_mining(
+        dist_mat, labels, return_inds=True)
+    loss = tri_loss(dist_ap, dist_an)
+    return loss, p_inds, n_inds, dist_ap, dist_an, dist_mat
+
+
+def local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None,
+               normalize_feature=True):
+    """Triplet loss on local (stripe) features.
+
+    With ``p_inds`` and ``n_inds`` (usually mined on global features) the
+    pairs are given; otherwise hard examples are mined on the local distance
+    itself, which needs ``labels``.
+
+    Parameters
+    ----------
+    tri_loss : TripletLoss
+    local_feat : Tensor, shape (N, H, c)
+    p_inds, n_inds : Tensor of integers, shape (N,), optional
+        Give both or neither.
+    labels : Tensor, shape (N,), optional
+        Required when the indices are not given.
+    normalize_feature : bool, default True
+        Normalise each stripe feature first.
+
+    Returns
+    -------
+    tuple
+        ``(loss, dist_ap, dist_an)`` with indices, else
+        ``(loss, dist_ap, dist_an, dist_mat)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> feat = torch.eye(4).reshape(4, 2, 2)
+    >>> out = local_loss(TripletLoss(0.3), feat, labels=torch.tensor([0, 0, 1, 1]))
+    >>> out[3].shape
+    torch.Size([4, 4])
+    """
+    fn = "local_loss"
+    _check_tri_loss(fn, tri_loss)
+    _checks.check_float_tensor(fn, "local_feat", local_feat, 3, "(N, H, c)")
+    n = local_feat.shape[0]
+    if (p_inds is None) != (n_inds is None):
+        raise ValueError(
+            f"{fn}: p_inds and n_inds must be given together; got "
+            f"{'only p_inds' if n_inds is None else 'only n_inds'}")
+    feat = normalize(local_feat, axis=-1) if normalize_feature else local_feat
+    if p_inds is not None:
+        _checks.check_indices(fn, "p_inds", p_inds, n)
+        _checks.check_indices(fn, "n_inds", n_inds, n)
+        dist_ap = batch_local_dist(feat, feat[p_inds])
+        dist_an = batch_local_dist(feat, feat[n_inds])
+        return tri_loss(dist_ap, dist_an), dist_ap, dist_an
+    if labels is None:
+        raise ValueError(
+            f"{fn}: labels are required when p_inds and n_inds are not given; "
+            "got None")
+    _checks.check_labels(fn, labels, n)
+    dist_mat = local_dist(feat, feat)
+    dist_ap, dist_an = hard_example_mining(dist_mat, labels)
+    return tri_loss(dist_ap, dist_an), dist_ap, dist_an, dist_mat
