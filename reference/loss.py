@@ -56,11 +56,12 @@ class TripletLoss:
         where ``z + margin > 0`` and 0 elsewhere (0 at the kink, as ``relu`` has it).
         """
         z = self._difference("TripletLoss.vjp", dist_ap, dist_an)
+        grad_out = _checks.grad_like("TripletLoss.vjp", grad_out, (), z.dtype)
         if self.margin is None:
             slope = np.exp(-np.logaddexp(0, -z))
         else:
             slope = (z + self.margin > 0).astype(z.dtype)
-        grad = slope * (z.dtype.type(grad_out) / z.shape[0])
+        grad = slope * (grad_out / z.shape[0])
         return grad, -grad
 
 

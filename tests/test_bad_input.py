@@ -273,3 +273,11 @@ def test_shortest_dist_nan_exactly_where_planted(impl, d):
     got = impl("shortest_dist", d)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(d).any(axis=(0, 1)),
                                   err_msg=f"{impl.name}: NaN pattern of shortest_dist")
+
+
+def test_oracle_triplet_loss_vjp_rejects_array_grad_out():
+    # The loss is a scalar, so its grad_out has shape ().
+    loss = reference.TripletLoss(0.3)
+    loss.vjp(arr(3), arr(3), 1.0)  # a scalar is accepted: the failure below is the shape's
+    with pytest.raises(ValueError, match=_names_pattern(["grad_out"])):
+        loss.vjp(arr(3), arr(3), np.ones((2, 1)))
