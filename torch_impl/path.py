@@ -15,7 +15,7 @@ and column get the oracle's plain sums.
 Table layout: ``T[k, r]`` holds ``S[r - 1, k - r + 1]``; row ``r = 0`` is the
 ``+inf`` padding that the first row reads as its "up" neighbour, and the cell
 ``(k, 0)`` of diagonal ``k`` reads its "left" neighbour from row ``k + 1`` of
-diagonal ``k - 1``, which is never written and stays ``+inf``.
+diagonal ``k - 1``, which is set to ``+inf`` when that diagonal is computed.
 """
 
 import torch
