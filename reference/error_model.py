@@ -106,14 +106,14 @@ def mining_margin(dist_mat, labels):
     return float(min(gaps))
 
 
-def local_grad_tolerance(x, y, grad_out, dtype):
-    """Tolerance for the feature gradients of the local distances of the pairs ``x``, ``y``.
+def local_grad_bounds(x, y, dtype):
+    """Bound on the error of the feature gradient of the local distance of each pair ``x``, ``y``.
 
     The gradient of one pair is a sum over at most ``m+n-1`` path cells of
     ``w (f_i - g_j) / e_ij`` with ``w = (1 - t^2)/2 <= 1/2``; an error ``de`` in ``e_ij``
     changes the unit vector by at most ``2 de / e`` and ``w`` by at most ``de / 2``. The
     path itself must be the same in both implementations (check ``path_margin`` first).
-    Summed over pairs with weights ``|grad_out|``, doubled for the two implementations.
+    Returns one bound per pair (shape ``x.shape[:-2]`` broadcast with ``y.shape[:-2]``).
     """
     u = unit_roundoff(dtype)
     x = np.asarray(x, dtype=np.float64)
@@ -121,6 +121,12 @@ def local_grad_tolerance(x, y, grad_out, dtype):
     diff = x[..., :, None, :] - y[..., None, :, :]
     euclid = np.sqrt(np.maximum(np.sum(diff * diff, axis=-1), 1e-12))
     cell = euclid_bound(x, y, u)
-    per_pair = (x.shape[-2] + y.shape[-2] - 1) * np.max(2 * cell / euclid + cell / 2 + 4 * u,
-                                                        axis=(-2, -1))
-    return 2 * float(np.sum(np.abs(grad_out) * per_pair))
+    return (x.shape[-2] + y.shape[-2] - 1) * np.max(2 * cell / euclid + cell / 2 + 4 * u,
+                                                    axis=(-2, -1))
+
+
+def local_grad_tolerance(x, y, grad_out, dtype):
+    """Tolerance for feature gradients of the local distances of pairs ``x``, ``y`` weighted by
+    ``grad_out``: the bounds of ``local_grad_bounds`` summed with weights ``|grad_out|``,
+    doubled for the two implementations compared."""
+    return 2 * float(np.sum(np.abs(grad_out) * local_grad_bounds(x, y, dtype)))

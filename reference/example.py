@@ -42,11 +42,12 @@ def worked_example():
 
 
 def training_batch(seed=0, identities=8, images_per_identity=4, stripes=8, features=128,
-                   dtype=np.float32):
+                   noise=1.5, dtype=np.float32):
     """A seeded batch shaped like AlignedReID training: P identities x K images.
 
-    Each identity has a mean stripe pattern; its images are that pattern plus noise, so
-    positives are closer than negatives, as in a trained network.
+    Each identity has a mean stripe pattern; its images are that pattern plus noise
+    (``noise`` times as strong), so positives are closer than negatives on average but
+    not always, and some triplets are active, as early in training.
 
     Returns
     -------
@@ -63,7 +64,7 @@ def training_batch(seed=0, identities=8, images_per_identity=4, stripes=8, featu
     """
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(identities, 1, stripes, features))
-    noise = 0.5 * rng.normal(size=(identities, images_per_identity, stripes, features))
-    local_feat = (centres + noise).reshape(-1, stripes, features).astype(dtype)
+    jitter = noise * rng.normal(size=(identities, images_per_identity, stripes, features))
+    local_feat = (centres + jitter).reshape(-1, stripes, features).astype(dtype)
     labels = np.repeat(np.arange(identities, dtype=np.int64), images_per_identity)
     return local_feat, local_feat.mean(axis=1), labels
