@@ -23,24 +23,27 @@ def dp_forward(d, m, n, p0, count, table):
     equal to it. The distance of pair ``p0 + c`` ends in ``table[(m-1) % R, n-1, c]``.
     """
     rows = table.shape[0]
+    # Inner loops run over 1-D views: the CPU compiler vectorises them, not the same
+    # loops indexed in three dimensions (4x slower). On the GPU the views are free.
+    first = table[0]
     for c in range(count):
-        table[0, 0, c] = d[0, 0, p0 + c]
+        first[0, c] = d[0, 0, p0 + c]
     for j in range(1, n):
+        left, cell, cost = first[j - 1], first[j], d[0, j, p0:p0 + count]
         for c in range(count):
-            table[0, j, c] = table[0, j - 1, c] + d[0, j, p0 + c]
+            cell[c] = left[c] + cost[c]
     for i in range(1, m):
-        r = i % rows
-        q = (i - 1) % rows
+        above, row = table[(i - 1) % rows], table[i % rows]
+        up, cell, cost = above[0], row[0], d[i, 0, p0:p0 + count]
         for c in range(count):
-            table[r, 0, c] = table[q, 0, c] + d[i, 0, p0 + c]
+            cell[c] = up[c] + cost[c]
         for j in range(1, n):
+            up, left, cell, cost = above[j], row[j - 1], row[j], d[i, j, p0:p0 + count]
             for c in range(count):
-                up = table[q, j, c]
-                left = table[r, j - 1, c]
                 # IEEE minimum (np.minimum): NaN when either side is NaN; Python's min
                 # would drop a NaN held in `up`. On a tie `up` is kept, as np.minimum does.
-                low = left if (left < up or left != left) else up
-                table[r, j, c] = low + d[i, j, p0 + c]
+                low = left[c] if (left[c] < up[c] or left[c] != left[c]) else up[c]
+                cell[c] = low + cost[c]
 
 
 def dp_backward(table, grad_out, half, m, n, p0, count, grad):

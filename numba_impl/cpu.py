@@ -4,31 +4,48 @@ Every function here takes arrays that ``_checks`` has already validated, and kee
 their dtype: constants such as 0.5 or the 1e-12 clamp are passed in as scalars of the
 data's dtype, because a Python float constant would turn float32 arithmetic into
 float64. No fast-math anywhere: formula 2 must match the oracle bit for bit.
+``error_model="numpy"`` (IEEE division, no zero check) lets LLVM vectorise loops that
+divide; no kernel here divides by zero. ``nogil`` lets ``local_dist`` overlap a kernel
+with BLAS. ``cache=True`` keys on this file only: after editing ``_dp.py``,
+``_scalar.py`` or ``_tanh.py``, delete ``numba_impl/__pycache__/*.nb[ic]``.
 """
 import math
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit, prange
 
 from . import _dp, _scalar
+from ._tanh import tanh
 
 NORM_EPS = 1e-12
 SQ_DIST_CLAMP = 1e-12
 #: Pairs handled together by one call of the dynamic programme (the vectorised loop).
 PAIR_BLOCK = 256
-#: Memory for one tile of stripe dot products in ``local_dist`` when chunk_size is None.
-TILE_BYTES = 64 * 2**20
+#: Pairs per work item of the batch_local_dist kernels (formula 2 vectorises over them).
+BATCH_BLOCK = 16
+#: Below this many stripe-feature terms (pairs x m x n x d) batch_local_dist runs serially.
+SERIAL_WORK = 2**22
+#: Memory for the stripe dot products of TILE_QUERIES queries x one gallery slice.
+TILE_BYTES = 256 * 2**20
+#: Query images per tile of ``local_dist``.
+TILE_QUERIES = 64
 
-_jit = njit(cache=True)
-_pjit = njit(cache=True, parallel=True)
+_jit = njit(cache=True, nogil=True, error_model="numpy")
+_pjit = njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 dp_forward = _jit(_dp.dp_forward)
 dp_backward = _jit(_dp.dp_backward)
 _clamped = _jit(_scalar.clamped)
-_stripe = _jit(_scalar.stripe)
 _stripe_coef = _jit(_scalar.stripe_coef)
 _softplus = _jit(_scalar.softplus)
 _mine_anchor = _jit(_scalar.mine_anchor)
+
+
+@_jit
+def _stripe(sq, half, clamp):
+    """``_scalar.stripe`` (formula 1 on a squared distance) with the vectorisable ``tanh``."""
+    return tanh(math.sqrt(_clamped(sq, clamp)) * half)
 
 
 def _consts(dtype):
@@ -242,46 +259,127 @@ def euclidean_dist_vjp(x, y, grad_out):
 
 
 # --------------------------------------------------------- local distances of given pairs
+@_jit
+def _pair_sq(x, y, p0, count, sq):
+    """``sq[i, j, c]``: squared distance of stripe ``i`` of ``x[p0+c]`` and ``j`` of ``y[p0+c]``.
+
+    Explicit differences summed in feature order, exactly as ``_sq_dist``; but the loop
+    over ``j`` is innermost, on a transposed copy of ``y[p0+c]``, so that it vectorises
+    (a sum over features cannot be vectorised without reassociating it).
+    """
+    _, m, dim = x.shape
+    n = y.shape[1]
+    y_t = np.empty((dim, n), dtype=x.dtype)
+    acc = np.empty(n, dtype=x.dtype)
+    for c in range(count):
+        k = p0 + c
+        for j in range(n):
+            for f in range(dim):
+                y_t[f, j] = y[k, j, f]
+        for i in range(m):
+            x_i = x[k, i]
+            first = y_t[0]
+            for j in range(n):
+                diff = x_i[0] - first[j]
+                acc[j] = diff * diff
+            for f in range(1, dim):
+                x_f, y_f = x_i[f], y_t[f]
+                for j in range(n):
+                    diff = x_f - y_f[j]
+                    acc[j] += diff * diff
+            for j in range(n):
+                sq[i, j, c] = acc[j]
+
+
+@_jit
+def _pair_stripes(x, y, p0, count, half, clamp):
+    """Squared distances and formula 1, ``[m, n, count]`` each, for pairs ``p0 ..``."""
+    sq = np.empty((x.shape[1], y.shape[1], count), dtype=x.dtype)
+    _pair_sq(x, y, p0, count, sq)
+    d = np.empty_like(sq)
+    flat_sq, flat_d = sq.reshape(-1), d.reshape(-1)
+    for e in range(flat_sq.size):
+        flat_d[e] = _stripe(flat_sq[e], half, clamp)
+    return sq, d
+
+
+@_jit
+def _coef(sq, t, flow, half, clamp):
+    """``_scalar.stripe_coef`` given ``t``, the stripe distance already computed."""
+    if not (sq >= clamp) or flow == 0:
+        return clamp - clamp
+    return flow * ((half + half - t * t) * half) / math.sqrt(sq)
+
+
 @_pjit
-def _pair_stripes_kernel(x, y, half, clamp, d):
-    """``d[i, j, k]``: formula 1 for stripe ``i`` of ``x[k]`` and stripe ``j`` of ``y[k]``."""
+def _batch_local_kernel(x, y, half, clamp, out):
+    """Formula 1 then 2 for pairs ``x[k]``, ``y[k]``; one work item per BATCH_BLOCK pairs."""
     pairs, m, _ = x.shape
     n = y.shape[1]
-    for k in prange(pairs):
-        for i in range(m):
-            for j in range(n):
-                d[i, j, k] = _stripe(_sq_dist(x[k, i], y[k, j]), half, clamp)
+    for b in prange((pairs + BATCH_BLOCK - 1) // BATCH_BLOCK):
+        p0, count = b * BATCH_BLOCK, min(BATCH_BLOCK, pairs - b * BATCH_BLOCK)
+        _, d = _pair_stripes(x, y, p0, count, half, clamp)
+        table = np.empty((2, n, count), dtype=x.dtype)
+        dp_forward(d, m, n, 0, count, table)
+        for c in range(count):
+            out[p0 + c] = table[(m - 1) % 2, n - 1, c]
 
 
 @_pjit
-def _pair_coef_kernel(x, y, flow, half, clamp, coef):
-    pairs, m, _ = x.shape
+def _batch_local_vjp_kernel(x, y, grad_out, half, clamp, grad_x, grad_y):
+    """The whole VJP of ``batch_local_dist`` per block of pairs: pairs share no gradient.
+
+    Sums run in the order of ``_pull_rows`` (``grad_x`` over ``j``, ``grad_y`` over ``i``).
+    """
+    pairs, m, dim = x.shape
     n = y.shape[1]
-    for k in prange(pairs):
-        for i in range(m):
-            for j in range(n):
-                coef[k, i, j] = _stripe_coef(_sq_dist(x[k, i], y[k, j]), flow[i, j, k], half, clamp)
+    for b in prange((pairs + BATCH_BLOCK - 1) // BATCH_BLOCK):
+        p0, count = b * BATCH_BLOCK, min(BATCH_BLOCK, pairs - b * BATCH_BLOCK)
+        sq, d = _pair_stripes(x, y, p0, count, half, clamp)
+        table = np.empty((m, n, count), dtype=x.dtype)
+        flow = np.zeros((m, n, count), dtype=x.dtype)
+        dp_forward(d, m, n, 0, count, table)
+        dp_backward(table, grad_out[p0:p0 + count], half, m, n, 0, count, flow)
+        for c in range(count):
+            k = p0 + c
+            for i in range(m):
+                x_i, gx = x[k, i], grad_x[k, i]
+                for j in range(n):
+                    coef = _coef(sq[i, j, c], d[i, j, c], flow[i, j, c], half, clamp)
+                    y_j, gy = y[k, j], grad_y[k, j]
+                    for f in range(dim):
+                        diff = x_i[f] - y_j[f]
+                        gx[f] += coef * diff
+                        gy[f] -= coef * diff
 
 
-def _pair_stripes(x, y):
-    half, clamp, _ = _consts(x.dtype)
-    d = np.empty((x.shape[1], y.shape[1], x.shape[0]), dtype=x.dtype)
-    _pair_stripes_kernel(x, y, half, clamp, d)
-    return d
+# The same kernels compiled without threads, for small batches (a training step): there a
+# parallel launch gained nothing, and on a busy machine a thread descheduled at the
+# closing barrier stalled it for milliseconds.
+_batch_local_serial = _jit(_batch_local_kernel.py_func)
+_batch_local_vjp_serial = _jit(_batch_local_vjp_kernel.py_func)
+
+
+def _small(x, y):
+    return x.shape[0] * x.shape[1] * y.shape[1] * x.shape[2] < SERIAL_WORK
 
 
 def batch_local_dist(x, y):
     x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
-    return shortest_dist(_pair_stripes(x, y))
+    out = np.empty(x.shape[0], dtype=x.dtype)
+    half, clamp, _ = _consts(x.dtype)
+    kernel = _batch_local_serial if _small(x, y) else _batch_local_kernel
+    kernel(x, y, half, clamp, out)
+    return out
 
 
 def batch_local_dist_vjp(x, y, grad_out):
     x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
     half, clamp, _ = _consts(x.dtype)
-    flow = shortest_dist_vjp(_pair_stripes(x, y), grad_out)
-    coef = np.empty((x.shape[0], x.shape[1], y.shape[1]), dtype=x.dtype)
-    _pair_coef_kernel(x, y, flow, half, clamp, coef)
-    return _pull_rows(x, y, coef)
+    grad_x, grad_y = np.zeros_like(x), np.zeros_like(y)
+    kernel = _batch_local_vjp_serial if _small(x, y) else _batch_local_vjp_kernel
+    kernel(x, y, np.ascontiguousarray(grad_out), half, clamp, grad_x, grad_y)
+    return grad_x, grad_y
 
 
 # ------------------------------------------------- local distance of every query-gallery pair
@@ -303,58 +401,99 @@ def _local_tile_kernel(dots, xx, yy, m, n, half, clamp, out):
     ``dots[q*m + i, j*G + g] = <x[q, i], y[g, j]>`` for the tile's ``Q`` queries and ``G``
     gallery images; ``xx`` and ``yy`` are the squared norms in the same order. Squared
     distances come from ``|x|^2 + |y|^2 - 2 x.y`` (cancellation error of order
-    ``eps * (|x|^2 + |y|^2)``, the price of using BLAS). Each query works through its
-    gallery in blocks of ``PAIR_BLOCK`` pairs that stay in cache.
+    ``eps * (|x|^2 + |y|^2)``, the price of using BLAS). The work items are (query, block
+    of ``PAIR_BLOCK`` gallery images), so that every thread has work even for one query;
+    each item's formula-1 loop and dynamic programme run over the block's pairs (vectorised).
     """
-    queries = out.shape[0]
-    gallery = out.shape[1]
-    for q in prange(queries):
+    queries, gallery = out.shape
+    blocks = (gallery + PAIR_BLOCK - 1) // PAIR_BLOCK
+    for item in prange(queries * blocks):
+        q = item // blocks
+        g0 = (item % blocks) * PAIR_BLOCK
+        count = min(PAIR_BLOCK, gallery - g0)
         stripes = np.empty((m, n, PAIR_BLOCK), dtype=dots.dtype)
         table = np.empty((2, n, PAIR_BLOCK), dtype=dots.dtype)
-        for g0 in range(0, gallery, PAIR_BLOCK):
-            count = min(PAIR_BLOCK, gallery - g0)
-            for i in range(m):
-                row = q * m + i
-                for j in range(n):
-                    col = j * gallery + g0
-                    for c in range(count):
-                        dot = dots[row, col + c]
-                        sq = xx[row] + yy[col + c] - (dot + dot)
-                        stripes[i, j, c] = _stripe(sq, half, clamp)
-            dp_forward(stripes, m, n, 0, count, table)
-            for c in range(count):
-                out[q, g0 + c] = table[(m - 1) % 2, n - 1, c]
+        for i in range(m):
+            row = q * m + i
+            for j in range(n):
+                col = j * gallery + g0
+                # 1-D views: LLVM vectorises this loop, not its 2-D-indexed form
+                dot, norm, cell = dots[row, col:col + count], yy[col:col + count], stripes[i, j]
+                for c in range(count):
+                    cell[c] = _stripe(xx[row] + norm[c] - (dot[c] + dot[c]), half, clamp)
+        dp_forward(stripes, m, n, 0, count, table)
+        for c in range(count):
+            out[q, g0 + c] = table[(m - 1) % 2, n - 1, c]
 
 
-def _tile_sizes(x, y, chunk_size):
-    """Queries and gallery images per tile: the dot-product tile stays under TILE_BYTES."""
+def _tile_sizes(x, y, chunk_size=None):
+    """Queries (``chunk_size``, by default ``TILE_QUERIES``) and gallery images per tile.
+
+    The gallery slice is sized so that one tile's dot products fit ``TILE_BYTES``. BLAS may
+    round a dot product differently when the shape of the product changes (OpenBLAS does
+    for small products), so results can differ in the last bits between chunk sizes,
+    within the error model of the norm expansion.
+    """
     per_pair = x.shape[1] * y.shape[1] * x.dtype.itemsize
-    queries = chunk_size or max(1, min(x.shape[0], 128))
+    queries = min(x.shape[0], chunk_size or TILE_QUERIES)
     gallery = max(1, min(y.shape[0], TILE_BYTES // (queries * per_pair)))
     return queries, gallery
 
 
+class _Progress:
+    """Finished pairs on stderr, at most once per percent."""
+
+    def __init__(self, total, enabled):
+        self.total, self.enabled, self.shown = total, enabled, -1
+
+    def update(self, done):
+        percent = 100 * done // self.total
+        if self.enabled and percent > self.shown:
+            self.shown = percent
+            print(f"local_dist: {done}/{self.total} pairs ({percent}%)", file=sys.stderr,
+                  flush=True)
+
+
 def local_dist(x, y, chunk_size=None, progress=False):
+    """Tiles of ``queries x gallery`` images: one BLAS product, then ``_local_tile_kernel``.
+
+    Pipelined: while a worker thread runs the kernel on one tile (``nogil``), the caller
+    computes the next tile's dot products into the other of two buffers. Run one after
+    the other, the two were 1.35x slower: after each call OpenBLAS's threads spin for a
+    while and take a core from the kernel that follows. Tiles are large for the same
+    reason (small tiles were 2-3x slower).
+    """
     queries, gallery = _tile_sizes(x, y, chunk_size)
     big_m, m, dim = x.shape
     big_n, n, _ = y.shape
     half, clamp, _ = _consts(x.dtype)
+    x_rows = np.ascontiguousarray(x).reshape(-1, dim)
+    xx = _squared_norms(x_rows)
+    buffers = [np.empty(queries * m * gallery * n, dtype=x.dtype) for _ in range(2)]
     out = np.empty((big_m, big_n), dtype=x.dtype)
-    for g0 in range(0, big_n, gallery):
-        g1 = min(big_n, g0 + gallery)
-        # gallery stripes ordered (j, g) so that one query stripe meets one gallery stripe
-        # of consecutive images in consecutive columns of the dot-product tile
-        y_tile = np.ascontiguousarray(y[g0:g1].transpose(1, 0, 2)).reshape(-1, dim)
-        yy = _squared_norms(y_tile)
-        for q0 in range(0, big_m, queries):
-            q1 = min(big_m, q0 + queries)
-            x_tile = np.ascontiguousarray(x[q0:q1]).reshape(-1, dim)
-            dots = np.dot(x_tile, y_tile.T)
-            _local_tile_kernel(dots, _squared_norms(x_tile), yy, m, n, half, clamp,
-                               out[q0:q1, g0:g1])
-            if progress:
-                done = g0 * big_m + q1 * (g1 - g0)
-                print(f"local_dist: {done}/{big_m * big_n} pairs", file=sys.stderr, flush=True)
+    shown = _Progress(big_m * big_n, progress)
+    pending, done = None, 0
+    with ThreadPoolExecutor(1) as worker:
+        for g0 in range(0, big_n, gallery):
+            g1 = min(big_n, g0 + gallery)
+            # gallery stripes ordered (j, g) so that one query stripe meets one gallery
+            # stripe of consecutive images in consecutive columns of the dot-product tile
+            y_tile = np.ascontiguousarray(y[g0:g1].transpose(1, 0, 2)).reshape(-1, dim)
+            yy = _squared_norms(y_tile)
+            for q0 in range(0, big_m, queries):
+                q1 = min(big_m, q0 + queries)
+                rows = (q1 - q0) * m
+                buffers.reverse()  # alternate: the kernel may still be reading the other
+                dots = buffers[0][:rows * y_tile.shape[0]].reshape(rows, -1)
+                np.matmul(x_rows[q0 * m:q1 * m], y_tile.T, out=dots)
+                if pending is not None:
+                    pending.result()
+                    shown.update(done)
+                pending = worker.submit(_local_tile_kernel, dots, xx[q0 * m:q1 * m], yy, m, n,
+                                        half, clamp, out[q0:q1, g0:g1])
+                done += (q1 - q0) * (g1 - g0)
+        pending.result()
+    shown.update(done)
     return out
 
 

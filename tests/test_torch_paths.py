@@ -1,0 +1,99 @@
+"""torch_impl's internal routes agree with each other.
+
+``shortest_dist`` and ``batch_local_dist`` run the DP on one of two layouts:
+the value path (no gradient: two diagonals, ``d`` read in place) and the table
+path (gradient: a skewed ``+inf`` buffer, the whole table kept).  Both follow
+the recurrence cell by cell, so they must agree bitwise, ties, NaN and +inf
+included.  ``local_dist`` reuses one work buffer across blocks, so any block
+split must give bitwise the same result too.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import torch_impl
+
+SHAPES = [(1, 1), (1, 5), (5, 1), (2, 9), (6, 6), (8, 8, 3), (3, 7, 2, 2)]
+
+
+def _cost(shape, seed, dtype):
+    """Costs on a coarse grid (many exact ties), with a NaN and a +inf."""
+    gen = torch.Generator().manual_seed(seed)
+    d = (torch.rand(shape, generator=gen, dtype=dtype) * 4).round() / 4
+    flat = d.view(-1)
+    if flat.numel() > 4:
+        flat[1], flat[-2] = float("nan"), float("inf")
+    return d
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_shortest_dist_value_path_equals_table_path(shape, dtype):
+    d = _cost(shape, sum(shape), dtype)
+    with torch.no_grad():
+        value = torch_impl.shortest_dist(d)
+    table = torch_impl.shortest_dist(d.clone().requires_grad_())
+    # assert_array_equal counts NaN == NaN in the same place as equal.
+    np.testing.assert_array_equal(table.detach().numpy(), value.numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batch_local_dist_value_path_equals_table_path(dtype):
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(6, 5, 4, generator=gen, dtype=dtype)
+    y = torch.randn(6, 3, 4, generator=gen, dtype=dtype)
+    y[2] = x[2, :3]                 # identical stripes: clamp active, ties
+    with torch.no_grad():
+        value = torch_impl.batch_local_dist(x, y)
+    table = torch_impl.batch_local_dist(x.requires_grad_(), y)
+    np.testing.assert_array_equal(table.detach().numpy(), value.numpy())
+
+
+def _plain_batch_local_dist(x, y):
+    """The same maths as plain autograd ops: torch.minimum splits ties."""
+    stripe = torch_impl.stripe_dist(torch_impl.batch_euclidean_dist(x, y))
+    m, n = stripe.shape[1:]
+    rows = [[None] * n for _ in range(m)]
+    for i in range(m):
+        for j in range(n):
+            cell = stripe[:, i, j]
+            if i == 0 and j == 0:
+                rows[i][j] = cell
+            elif i == 0 or j == 0:
+                rows[i][j] = (rows[i][j - 1] if i == 0
+                              else rows[i - 1][j]) + cell
+            else:
+                rows[i][j] = torch.minimum(rows[i - 1][j],
+                                           rows[i][j - 1]) + cell
+    return rows[m - 1][n - 1]
+
+
+def test_batch_local_dist_gradient_matches_plain_autograd_with_ties():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 4, 6, generator=gen, dtype=torch.float64)
+    y = torch.randn(5, 4, 6, generator=gen, dtype=torch.float64)
+    y[1] = x[1]                     # identical stripes: zero gradient there
+    x[3], y[3] = x[3, :1], y[3, :1]  # all stripe distances equal: every
+                                     # DP cell is a tie, the flow halves
+    grad_out = torch.rand(5, generator=gen, dtype=torch.float64)
+    got = torch.autograd.grad(torch_impl.batch_local_dist(
+        x.requires_grad_(), y.requires_grad_()), (x, y), grad_out)
+    want = torch.autograd.grad(_plain_batch_local_dist(x, y), (x, y),
+                               grad_out)
+    # Same formulas, different association: float64 rounding of sums of at
+    # most (m + n - 1) * d = 42 terms of size O(1) stays far below 1e-12.
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_local_dist_any_block_split_is_bitwise_the_same(dtype):
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(23, 4, 8, generator=gen, dtype=dtype)
+    y = torch.randn(9, 5, 8, generator=gen, dtype=dtype)
+    whole = torch_impl.local_dist(x, y, chunk_size=23)
+    for chunk_size in (1, 2, 5, 7, 22):   # 5, 7 and 22 leave a short block
+        np.testing.assert_array_equal(
+            torch_impl.local_dist(x, y, chunk_size=chunk_size).numpy(),
+            whole.numpy(), err_msg=f"chunk_size={chunk_size}")
