@@ -32,8 +32,8 @@ def normalize(x, axis=-1):
 
     Examples
     --------
-    >>> import torch
-    >>> normalize(torch.tensor([[3.0, 4.0]]))
+    >>> import torch, torch_impl
+    >>> torch_impl.normalize(torch.tensor([[3.0, 4.0]]))
     tensor([[0.6000, 0.8000]])
     """
     _checks.check_float_tensor("normalize", "x", x)
@@ -62,8 +62,9 @@ def euclidean_dist(x, y):
 
     Examples
     --------
-    >>> import torch
-    >>> euclidean_dist(torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0]]))
+    >>> import torch, torch_impl
+    >>> torch_impl.euclidean_dist(torch.tensor([[0.0, 0.0]]),
+    ...                           torch.tensor([[3.0, 4.0]]))
     tensor([[5.]])
     """
     _checks.check_pair("euclidean_dist", x, y, "(m, d)", "(n, d)", 2)
@@ -87,10 +88,10 @@ def batch_euclidean_dist(x, y):
 
     Examples
     --------
-    >>> import torch
+    >>> import torch, torch_impl
     >>> x = torch.zeros(1, 1, 2)
     >>> y = torch.tensor([[[3.0, 4.0], [0.0, 1.0]]])
-    >>> batch_euclidean_dist(x, y)
+    >>> torch_impl.batch_euclidean_dist(x, y)
     tensor([[[5., 1.]]])
     """
     fn = "batch_euclidean_dist"
@@ -124,8 +125,8 @@ def stripe_dist(euclid):
 
     Examples
     --------
-    >>> import torch
-    >>> stripe_dist(torch.tensor([0.0, 200.0]))
+    >>> import torch, torch_impl
+    >>> torch_impl.stripe_dist(torch.tensor([0.0, 200.0]))
     tensor([0., 1.])
     """
     _checks.check_float_tensor("stripe_dist", "euclid", euclid)

@@ -22,7 +22,8 @@ import torch
 
 from . import _checks
 from .distance import EPS_SQ, _batch_sq_dist, _squared_norms
-from .path import _forward, _ShortestDist, _unit_flow
+from .path import (_value, _ShortestDist, _skewed_buffer, _table_forward,
+                   _unit_flow)
 
 # Elements of one block of stripe distances (M_chunk * m * N_chunk * n).
 # 4 Mi float32 = 16 MiB fits in a CPU's last-level cache, so the in-place
@@ -31,53 +32,74 @@ _BLOCK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}
 
 
 class _BatchLocalDist(torch.autograd.Function):
-    """``batch_local_dist`` as one node: forward saves the DP table, backward
-    chains flow -> tanh' -> sqrt' (zero under the clamp) -> the expansion."""
+    """``batch_local_dist`` as one node.  Forward writes formula 1 straight
+    into the DP's skewed layout and saves the table; backward chains the path
+    flow -> tanh' -> sqrt' (zero under the clamp) -> two batched products."""
 
     @staticmethod
     def forward(ctx, x, y):
-        sq = _batch_sq_dist(x, y)                       # [N, m, n]
-        euclid = sq.clamp(min=EPS_SQ).sqrt_()
-        stripe = torch.tanh(euclid * 0.5)
-        # DP layout [m, n, N]: every anti-diagonal step reads contiguous rows.
-        d = stripe.permute(1, 2, 0).contiguous()
-        keep = any(ctx.needs_input_grad)
-        out, table = _forward(d, keep_table=keep)
-        if keep:
-            ctx.save_for_backward(x, y, sq, euclid, stripe, table)
-        return out
+        (N, m, _), n = x.shape, y.shape[1]
+        # Squared distances / 4 (exact scaling), so that sqrt gives e / 2.
+        # The norms by one fused reduction each: no [N, m, d] temporary.
+        quarter = torch.baddbmm(_norms_squared(y).unsqueeze(1), x,
+                                y.transpose(1, 2), beta=0.25, alpha=-0.5)
+        quarter.add_(_norms_squared(x).unsqueeze(2), alpha=0.25)
+        half = quarter.clamp_min(EPS_SQ / 4).sqrt_()
+        skewed, cells = _skewed_buffer(m, n, (N,), x)
+        stripe = cells.permute(2, 0, 1)                 # [N, m, n] view
+        torch.tanh(half, out=stripe)
+        if not any(ctx.needs_input_grad):
+            return _value(cells)
+        table = _table_forward(skewed)
+        # d tanh(e/2)/d sq = (1 - t^2) / (4 e) = (1 - t^2) / (8 half); the
+        # backward pass applies the constant, so keep (1 - t^2) / half, set to
+        # 0 where the clamp is active.
+        slope = torch.addcmul(torch.ones_like(half), stripe, stripe, value=-1)
+        slope.div_(half).mul_(quarter >= EPS_SQ / 4)
+        ctx.save_for_backward(x, y, slope, table)
+        return table[-1, m].clone()
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, y, sq, euclid, stripe, table = ctx.saved_tensors
+        x, y, slope, table = ctx.saved_tensors
         m, n = x.shape[1], y.shape[1]
-        # Contiguous [N, m, n]: bmm on strided operands falls off BLAS.
-        flow = _unit_flow(table, m, n).permute(2, 0, 1).contiguous()
-        grad_stripe = flow * grad_out[:, None, None]
         if torch.is_grad_enabled():
-            # Double backward asked for: rebuild formula 1 as a graph on x, y.
-            wanted = [t for t, need in zip((x, y), ctx.needs_input_grad)
-                      if need]
-            with torch.enable_grad():
-                again = torch.tanh(
-                    _batch_sq_dist(x, y).clamp(min=EPS_SQ).sqrt() * 0.5)
-                grads = iter(torch.autograd.grad(
-                    again, wanted, grad_stripe, create_graph=True))
-            return tuple(next(grads) if need else None
-                         for need in ctx.needs_input_grad)
-        # d tanh(e/2)/de = (1 - tanh^2)/2; d sqrt(s)/ds = 1/(2 sqrt(s)); the
-        # factor 2 of d sq/dx (below) is folded in here.
-        grad_sq = grad_stripe * (1 - stripe * stripe) / (2 * euclid)
-        grad_sq = grad_sq.masked_fill_(sq < EPS_SQ, 0)
-        # sq = |x_i|^2 + |y_j|^2 - 2 x_i.y_j; one fused product per input.
+            return _double_backward(ctx, x, y, table, grad_out)
+        # Seeding the flow with -grad_out / 4 folds the constant and a sign
+        # in: w = flow * slope = -2 d loss / d sq, shape [N, m, n].
+        flow = _unit_flow(table, m, n, seed=grad_out * -0.25)
+        w = torch.mul(flow.permute(2, 0, 1), slope,
+                      out=torch.empty_like(slope))
+        # sq = |x_i|^2 + |y_j|^2 - 2 x_i.y_j, so grad_x_i = sum_j -w_ij (x_i -
+        # y_j): one product plus an in-place update per input.
         grad_x = grad_y = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.baddbmm(grad_sq.sum(2, keepdim=True) * x,
-                                   grad_sq, y, alpha=-1)
+            grad_x = torch.bmm(w, y).addcmul_(w.sum(2, keepdim=True), x,
+                                              value=-1)
         if ctx.needs_input_grad[1]:
-            grad_y = torch.baddbmm(grad_sq.sum(1).unsqueeze(2) * y,
-                                   grad_sq.transpose(1, 2), x, alpha=-1)
+            grad_y = torch.bmm(w.transpose(1, 2), x).addcmul_(
+                w.sum(1).unsqueeze(2), y, value=-1)
         return grad_x, grad_y
+
+
+def _norms_squared(x):
+    """``|x_i|^2`` along the last axis, without autograd (the gradient of
+    the norm is NaN at 0)."""
+    return torch.linalg.vector_norm(x, dim=-1).square_()
+
+
+def _double_backward(ctx, x, y, table, grad_out):
+    """Backward as a graph (double backward): formula 1 rebuilt on x, y."""
+    with torch.no_grad():
+        flow = _unit_flow(table, x.shape[1], y.shape[1]).permute(2, 0, 1)
+    grad_stripe = flow * grad_out[:, None, None]
+    wanted = [t for t, need in zip((x, y), ctx.needs_input_grad) if need]
+    with torch.enable_grad():
+        again = torch.tanh(_batch_sq_dist(x, y).clamp(min=EPS_SQ).sqrt() * 0.5)
+        grads = iter(torch.autograd.grad(again, wanted, grad_stripe,
+                                         create_graph=True))
+    return tuple(next(grads) if need else None
+                 for need in ctx.needs_input_grad)
 
 
 def batch_local_dist(x, y):
@@ -96,10 +118,10 @@ def batch_local_dist(x, y):
 
     Examples
     --------
-    >>> import torch
+    >>> import torch, torch_impl
     >>> x = torch.zeros(1, 2, 3)
     >>> # 3 cells on the path, each tanh(1e-6 / 2): identical stripes are 1e-6 apart
-    >>> round(float(batch_local_dist(x, x)), 9)
+    >>> round(float(torch_impl.batch_local_dist(x, x)), 9)
     1.5e-06
     """
     fn = "batch_local_dist"
@@ -179,9 +201,9 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
 
     Examples
     --------
-    >>> import torch
+    >>> import torch, torch_impl
     >>> x = torch.zeros(2, 3, 4)
-    >>> local_dist(x, x).shape
+    >>> torch_impl.local_dist(x, x).shape
     torch.Size([2, 2])
     """
     fn = "local_dist"
@@ -216,7 +238,7 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
                 d = _stripe_block(xq, yt[:, g:g + cols], xx[:, q:q + rows],
                                   yy[:, g:g + cols], False)
                 full = d.shape[2:] == work.shape[2:]
-                res, _ = _forward(d, False, work if full else None)
+                res = _value(d, work if full else None)
                 out[q:q + rows, g:g + cols] = res
                 bar.step()
     return out

@@ -22,8 +22,8 @@ class TripletLoss:
 
     Examples
     --------
-    >>> import torch
-    >>> loss = TripletLoss(margin=0.3)
+    >>> import torch, torch_impl
+    >>> loss = torch_impl.TripletLoss(margin=0.3)
     >>> loss(torch.tensor([1.0, 0.5]), torch.tensor([1.0, 2.0]))
     tensor(0.1500)
     """
@@ -93,9 +93,10 @@ def global_loss(tri_loss, global_feat, labels, normalize_feature=True):
 
     Examples
     --------
-    >>> import torch
+    >>> import torch, torch_impl
     >>> feat = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
-    >>> out = global_loss(TripletLoss(0.3), feat, torch.tensor([0, 0, 1, 1]))
+    >>> out = torch_impl.global_loss(torch_impl.TripletLoss(0.3), feat,
+    ...                              torch.tensor([0, 0, 1, 1]))
     >>> float(out[0])
     0.0
     """
@@ -138,9 +139,10 @@ def local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None,
 
     Examples
     --------
-    >>> import torch
+    >>> import torch, torch_impl
     >>> feat = torch.eye(4).reshape(4, 2, 2)
-    >>> out = local_loss(TripletLoss(0.3), feat, labels=torch.tensor([0, 0, 1, 1]))
+    >>> out = torch_impl.local_loss(torch_impl.TripletLoss(0.3), feat,
+    ...                             labels=torch.tensor([0, 0, 1, 1]))
     >>> out[3].shape
     torch.Size([4, 4])
     """

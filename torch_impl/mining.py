@@ -53,9 +53,9 @@ def hard_example_mining(dist_mat, labels, return_inds=False):
 
     Examples
     --------
-    >>> import torch
+    >>> import torch, torch_impl
     >>> d = torch.tensor([[0.0, 1.0, 3.0], [1.0, 0.0, 2.0], [3.0, 2.0, 0.0]])
-    >>> ap, an = hard_example_mining(d, torch.tensor([0, 0, 1]))
+    >>> ap, an = torch_impl.hard_example_mining(d, torch.tensor([0, 0, 1]))
     >>> ap, an
     (tensor([1., 1., 0.]), tensor([3., 2., 2.]))
     """

@@ -12,10 +12,15 @@ missing neighbours of the first row and column are read from cells that hold
 ``+inf``; ``minimum(+inf, v)`` is ``v`` exactly (NaN included), so the first row
 and column get the oracle's plain sums.
 
-Table layout: ``T[k, r]`` holds ``S[r - 1, k - r + 1]``; row ``r = 0`` is the
-``+inf`` padding that the first row reads as its "up" neighbour, and the cell
-``(k, 0)`` of diagonal ``k`` reads its "left" neighbour from row ``k + 1`` of
-diagonal ``k - 1``, which is set to ``+inf`` when that diagonal is computed.
+Two layouts, both indexed ``[k, r]`` with row ``r`` of diagonal ``k`` holding
+cell ``(r - 1, k - r + 1)`` and row ``r = 0`` the ``+inf`` padding:
+
+* value only (``_value``): two diagonals, only the matrix's cells, ``d`` read
+  in place; the least memory traffic, for large batches.
+* with gradient (``_table_forward``/``_table_flow``): ``d`` is first copied
+  into a skewed ``+inf`` buffer, then every diagonal is computed over all
+  ``m`` rows with fixed views, and the whole table is kept for the backward
+  pass, which reuses its ``min`` decisions.
 """
 
 import torch
@@ -42,27 +47,32 @@ def _rows(k, m, n):
     return lo, min(k, m - 1) - lo + 1
 
 
-def _forward(d, keep_table, work=None):
-    """Run the recurrence on ``d`` of shape ``(m, n, *batch)``, any strides.
+def _value(d, work=None):
+    """``S[m-1, n-1]`` of ``d`` with shape ``(m, n, *batch)``, any strides.
 
-    Returns ``(S[m-1, n-1], table)``: the result with shape ``batch`` and,
-    when ``keep_table``, the whole skewed table of shape
-    ``(m + n - 1, m + 1, *batch)`` that the backward pass needs (else
-    ``None``).  Without the table only two diagonals are kept, in ``work``
-    (shape ``(2, m + 1, *batch)``) when the caller reuses a buffer.
+    The value path (no gradient): only the cells of the matrix are computed,
+    reading ``d`` in place through strided diagonal views, and only two
+    diagonals are kept, in ``work`` (shape ``(2, m + 1, *batch)``, reusable
+    by a caller that runs many blocks).  Diagonal ``k`` goes to buffer
+    ``k % 2``; row ``r`` holds cell ``(r - 1, k - r + 1)``.
     """
     m, n, batch = d.shape[0], d.shape[1], tuple(d.shape[2:])
     steps = m + n - 1
-    shape = ((steps if keep_table else 2), m + 1) + batch
     if work is None:
-        work = torch.empty(shape, dtype=d.dtype, device=d.device)
+        work = torch.empty((2, m + 1) + batch, dtype=d.dtype, device=d.device)
+    # The +inf neighbours: row 0 ("up" of the first row) and, for the cell
+    # (k + 1, 0) of diagonal k + 1, row k + 2 of diagonal k, which no earlier
+    # diagonal of the same parity has written.
     work[:, 0] = float("inf")
+    work[0, 2::2] = float("inf")
+    work[1, 3::2] = float("inf")
+    result = torch.empty(batch, dtype=d.dtype, device=d.device)
     for k in range(steps):
-        prev = work[(k - 1) if keep_table else (k + 1) % 2]
-        cur = work[k if keep_table else k % 2]
         lo, count = _rows(k, m, n)
+        prev = work[(k + 1) % 2]
+        out = (result.unsqueeze(0) if k == steps - 1
+               else work[k % 2, lo + 1:lo + 1 + count])
         diag = _diagonal(d, k, lo, count)
-        out = cur[lo + 1:lo + 1 + count]
         if k == 0:
             out.copy_(diag)
         else:
@@ -70,42 +80,86 @@ def _forward(d, keep_table, work=None):
             torch.minimum(prev[lo:lo + count], prev[lo + 1:lo + 1 + count],
                           out=out)
             out.add_(diag)
-        if k + 2 <= m:
-            # Row i = k + 1 is the missing left neighbour of cell (k + 1, 0).
-            cur[k + 2] = float("inf")
-    last = work[(steps - 1) if keep_table else (steps - 1) % 2, m]
-    return last.clone(), (work if keep_table else None)
+    return result
 
 
-def _unit_flow(table, m, n):
-    """Gradient of ``S[m-1, n-1]`` with respect to every ``d[i, j]``.
+def _skewed_buffer(m, n, batch, like):
+    """A ``(m + n - 1, m + 1, *batch)`` buffer of ``+inf`` and its
+    ``[m, n, *batch]`` view: cell ``(i, j)`` sits at ``[i + j, i + 1]``.
 
-    The reverse recurrence: each cell sends its gradient to the neighbour that
-    won the ``min``, half to each on an exact tie (the ``torch.minimum`` rule),
-    so the result is a unit flow.  A NaN comparison sends nothing to "up" and
-    everything to "left" (neither ``<`` nor ``==`` holds); the forward value is
-    NaN there anyway.  Returns shape ``(m, n, *batch)``.
+    Writing ``d`` through the view lays it out by anti-diagonals; every cell
+    the view does not reach stays ``+inf``, which is what the DP must read
+    outside the matrix.
     """
-    steps = m + n - 1
-    batch = tuple(table.shape[2:])
-    flow = torch.zeros((steps, m + 1) + batch, dtype=table.dtype,
-                       device=table.device)
-    flow[steps - 1, m] = 1
+    buf = torch.full((m + n - 1, m + 1) + tuple(batch), float("inf"),
+                     dtype=like.dtype, device=like.device)
+    return buf, _unskew(buf, m, n)
+
+
+def _unskew(buf, m, n):
+    """The ``[m, n, *batch]`` view of a skewed buffer (no copy)."""
+    s_k, s_r = buf.stride(0), buf.stride(1)
+    return buf.as_strided((m, n) + tuple(buf.shape[2:]),
+                          (s_k + s_r, s_k) + buf.stride()[2:],
+                          buf.storage_offset() + s_r)
+
+
+def _table_forward(skewed):
+    """The whole DP table from a skewed buffer of ``d`` (``_skewed_buffer``).
+
+    Every anti-diagonal is computed over all ``m`` rows, the cells outside
+    the matrix included: they read ``+inf`` from ``skewed`` and never feed a
+    cell inside (a cell reads only its up and left neighbours), so each
+    diagonal is two whole-row operations on fixed views, no slicing per step.
+    Returns ``T`` of the same shape, ``T[k, r] = S[r - 1, k - r + 1]``, row 0
+    ``+inf``.
+    """
+    table = torch.empty_like(skewed)
+    table[:, 0].fill_(float("inf"))
+    m = table.shape[1] - 1
+    up, left = table[:, :m].unbind(0), table[:, 1:].unbind(0)
+    cells = skewed[:, 1:].unbind(0)
+    left[0].copy_(cells[0])
+    # Row r of diagonal k is cell (r - 1, k - r + 1): its "up" neighbour is
+    # row r - 1 of diagonal k - 1, its "left" neighbour row r.
+    for prev_up, prev_left, out, cell in zip(up, left, left[1:], cells[1:]):
+        torch.minimum(prev_up, prev_left, out=out)
+        out.add_(cell)
+    return table
+
+
+def _table_flow(table, seed):
+    """Reverse pass of ``_table_forward``: the gradient of ``S[m-1, n-1]``
+    times ``seed`` (shape ``batch``), in the skewed layout.
+
+    Each cell sends its gradient to the neighbour that won the ``min``, half
+    to each on an exact tie (the ``torch.minimum`` rule), so for ``seed = 1``
+    the result is a unit flow.  A NaN comparison sends nothing to "up" and
+    everything to "left" (neither ``<`` nor ``==`` holds); the forward value
+    is NaN there anyway.  Cells outside the matrix receive nothing: their
+    ``+inf`` always loses to a finite neighbour.
+    """
+    steps, m = table.shape[0], table.shape[1] - 1
+    flow = torch.zeros_like(table)
+    flow[steps - 1, m].add_(seed)      # sets it: seed is a number or a tensor
     if steps > 1:
         up, left = table[:-1, :m], table[:-1, 1:]
-        # Weight of the "up" neighbour for the cell in row i of diagonal k:
-        # w_up[k - 1, i].  Padding cells are +inf, so edges get 0 or 1.
-        w_up = (up < left).to(table.dtype)
-        w_up.add_((up == left).to(table.dtype), alpha=0.5)
-        w_left = 1 - w_up
-        for k in range(steps - 1, 0, -1):
-            g = flow[k, 1:]
-            flow[k - 1, :m].addcmul_(g, w_up[k - 1])
-            flow[k - 1, 1:].addcmul_(g, w_left[k - 1])
-    # Un-skew: d[i, j] sits at T[i + j, i + 1].
-    s_k, s_r = flow.stride(0), flow.stride(1)
-    return flow.as_strided(
-        (m, n) + batch, (s_k + s_r, s_k) + flow.stride()[2:], s_r)
+        w_up = torch.lt(up, left, out=torch.empty_like(up))
+        w_up.add_(up == left, alpha=0.5)
+        w_left = torch.sub(1, w_up).unbind(0)
+        to_up, to_left = flow[:, :m].unbind(0), flow[:, 1:].unbind(0)
+        # Diagonal k (``to_left[k]``, rows 1..m) feeds diagonal k - 1.
+        for g, up_k, left_k, w_u, w_l in zip(
+                to_left[:0:-1], to_up[-2::-1], to_left[-2::-1],
+                w_up.unbind(0)[::-1], w_left[::-1]):
+            up_k.addcmul_(g, w_u)
+            left_k.addcmul_(g, w_l)
+    return flow
+
+
+def _unit_flow(table, m, n, seed=1):
+    """``_table_flow`` as the ``[m, n, *batch]`` gradient of ``d``."""
+    return _unskew(_table_flow(table, seed), m, n)
 
 
 class _ShortestDist(torch.autograd.Function):
@@ -114,20 +168,26 @@ class _ShortestDist(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, d):
-        need_grad = ctx.needs_input_grad[0]
-        out, table = _forward(d, keep_table=need_grad)
-        if need_grad:
-            ctx.save_for_backward(table)
-            ctx.dims = d.shape[0], d.shape[1]
-        return out
+        if not ctx.needs_input_grad[0]:
+            return _value(d)
+        m, n = d.shape[0], d.shape[1]
+        skewed, cells = _skewed_buffer(m, n, d.shape[2:], d)
+        cells.copy_(d)
+        table = _table_forward(skewed)
+        ctx.save_for_backward(table)
+        ctx.dims = m, n
+        return table[-1, m].clone()
 
     @staticmethod
     def backward(ctx, grad_out):
         (table,) = ctx.saved_tensors
-        flow = _unit_flow(table, *ctx.dims)
-        # The flow does not depend on d almost everywhere (piecewise linear), so
-        # this product is also the exact graph for double backward.
-        return flow * grad_out
+        if torch.is_grad_enabled():
+            # Double backward: the flow does not depend on d almost everywhere
+            # (piecewise linear), so flow * grad_out is the exact graph.
+            with torch.no_grad():
+                flow = _unit_flow(table, *ctx.dims)
+            return flow * grad_out
+        return _unit_flow(table, *ctx.dims, seed=grad_out)
 
 
 def shortest_dist(dist_mat):
@@ -146,9 +206,9 @@ def shortest_dist(dist_mat):
 
     Examples
     --------
-    >>> import torch
+    >>> import torch, torch_impl
     >>> d = torch.tensor([[0.1, 0.9], [0.2, 0.3]])
-    >>> float(shortest_dist(d))  # 0.1 -> 0.2 -> 0.3
+    >>> float(torch_impl.shortest_dist(d))  # 0.1 -> 0.2 -> 0.3
     0.6000000238418579
     """
     check_min_dims("shortest_dist", "dist_mat", dist_mat, 2, "(m, n, *)")
