@@ -4,7 +4,7 @@
 #      marked `cuda` elsewhere (torch_impl and the bridge on CUDA tensors);
 #   2. the benchmarks on CUDA, figures to $OUT/bench-gpu.json (or ./).
 # Exits non-zero when any step fails, after running them all.
-set -u
+set -u -o pipefail
 OUT="${OUT:-.}"
 unset NUMBA_ENABLE_CUDASIM
 status=0

@@ -20,6 +20,7 @@ import contextlib
 import numpy as np
 import torch
 
+from . import _checks, cpu
 from . import local as _local
 from . import path as _path
 
@@ -83,18 +84,33 @@ class ShortestDist(torch.autograd.Function):
 
 
 class BatchLocalDist(torch.autograd.Function):
-    """``numba_impl.batch_local_dist`` with ``batch_local_dist_vjp`` as its backward."""
+    """``numba_impl.batch_local_dist`` with ``batch_local_dist_vjp`` as its backward.
+
+    On the CPU the forward keeps formula 1 and the table of formula 2 (``cpu.batch_local_forward``),
+    so the backward computes no distance again: in a training step (128 pairs, 8x8 stripes)
+    the recomputation cost as much as the whole forward.
+    """
 
     @staticmethod
     def forward(ctx, x, y):
         ctx.save_for_backward(x, y)
-        return _to_torch(_run(_local.batch_local_dist, x, x, y), x)
+        if x.is_cuda:
+            ctx.kept = None
+            return _to_torch(_run(_local.batch_local_dist, x, x, y), x)
+        _, xa, ya = _checks.batch_pair("batch_local_dist", _to_numba(x), _to_numba(y))
+        out, ctx.kept = cpu.batch_local_forward(xa, ya)
+        return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, y = ctx.saved_tensors
-        grad_x, grad_y = _run(_local.batch_local_dist_vjp, x, x, y, grad_out.to(x.dtype))
-        return _to_torch(grad_x, x), _to_torch(grad_y, x)
+        grad_out = grad_out.to(x.dtype)
+        if ctx.kept is None:
+            grad_x, grad_y = _run(_local.batch_local_dist_vjp, x, x, y, grad_out)
+            return _to_torch(grad_x, x), _to_torch(grad_y, x)
+        grad_x, grad_y = cpu.batch_local_backward(_to_numba(x), _to_numba(y), ctx.kept,
+                                                  _to_numba(grad_out))
+        return torch.from_numpy(grad_x), torch.from_numpy(grad_y)
 
 
 class LocalDist(torch.autograd.Function):

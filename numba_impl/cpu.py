@@ -23,10 +23,6 @@ NORM_EPS = 1e-12
 SQ_DIST_CLAMP = 1e-12
 #: Pairs handled together by one call of the dynamic programme (the vectorised loop).
 PAIR_BLOCK = 256
-#: Pairs per work item of the batch_local_dist kernels (formula 2 vectorises over them).
-BATCH_BLOCK = 16
-#: Below this many stripe-feature terms (pairs x m x n x d) batch_local_dist runs serially.
-SERIAL_WORK = 2**22
 #: Memory for the stripe dot products of TILE_QUERIES queries x one gallery slice.
 TILE_BYTES = 256 * 2**20
 #: Query images per tile of ``local_dist``.
@@ -259,48 +255,35 @@ def euclidean_dist_vjp(x, y, grad_out):
 
 
 # --------------------------------------------------------- local distances of given pairs
-@_jit
-def _pair_sq(x, y, p0, count, sq):
-    """``sq[i, j, c]``: squared distance of stripe ``i`` of ``x[p0+c]`` and ``j`` of ``y[p0+c]``.
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _row_sumsq(rows, out):
+    """``out[r] = |rows[r]|^2``, reassociated so that it vectorises.
 
-    Explicit differences summed in feature order, exactly as ``_sq_dist``; but the loop
-    over ``j`` is innermost, on a transposed copy of ``y[p0+c]``, so that it vectorises
-    (a sum over features cannot be vectorised without reassociating it).
+    Only these squared norms (and BLAS's dot products) may be summed in any order: they
+    enter the norm expansion, whose error model covers any order. Formula 2 never does.
     """
-    _, m, dim = x.shape
-    n = y.shape[1]
-    y_t = np.empty((dim, n), dtype=x.dtype)
-    acc = np.empty(n, dtype=x.dtype)
-    for c in range(count):
-        k = p0 + c
-        for j in range(n):
-            for f in range(dim):
-                y_t[f, j] = y[k, j, f]
-        for i in range(m):
-            x_i = x[k, i]
-            first = y_t[0]
-            for j in range(n):
-                diff = x_i[0] - first[j]
-                acc[j] = diff * diff
-            for f in range(1, dim):
-                x_f, y_f = x_i[f], y_t[f]
-                for j in range(n):
-                    diff = x_f - y_f[j]
-                    acc[j] += diff * diff
-            for j in range(n):
-                sq[i, j, c] = acc[j]
+    for r in range(rows.shape[0]):
+        row = rows[r]
+        total = row[0] - row[0]
+        for f in range(row.shape[0]):
+            total += row[f] * row[f]
+        out[r] = total
 
 
 @_jit
-def _pair_stripes(x, y, p0, count, half, clamp):
-    """Squared distances and formula 1, ``[m, n, count]`` each, for pairs ``p0 ..``."""
-    sq = np.empty((x.shape[1], y.shape[1], count), dtype=x.dtype)
-    _pair_sq(x, y, p0, count, sq)
-    d = np.empty_like(sq)
-    flat_sq, flat_d = sq.reshape(-1), d.reshape(-1)
+def _pair_stripes(dots, xx, yy, half, clamp, sq, t):
+    """Squared distances ``sq`` and formula 1 ``t``, ``[pairs, m, n]`` like ``dots``, by the
+    norm expansion (as ``local_dist``). Formula 1 runs over the flat arrays: contiguous,
+    it vectorises (indexed by pair, stripe and stripe it did not)."""
+    pairs, m, n = dots.shape
+    for k in range(pairs):
+        for i in range(m):
+            dot, norm, cell = dots[k, i], yy[k], sq[k, i]
+            for j in range(n):
+                cell[j] = xx[k, i] + norm[j] - (dot[j] + dot[j])
+    flat_sq, flat_t = sq.reshape(-1), t.reshape(-1)
     for e in range(flat_sq.size):
-        flat_d[e] = _stripe(flat_sq[e], half, clamp)
-    return sq, d
+        flat_t[e] = _stripe(flat_sq[e], half, clamp)
 
 
 @_jit
@@ -312,40 +295,46 @@ def _coef(sq, t, flow, half, clamp):
 
 
 @_pjit
-def _batch_local_kernel(x, y, half, clamp, out):
-    """Formula 1 then 2 for pairs ``x[k]``, ``y[k]``; one work item per BATCH_BLOCK pairs."""
-    pairs, m, _ = x.shape
-    n = y.shape[1]
-    for b in prange((pairs + BATCH_BLOCK - 1) // BATCH_BLOCK):
-        p0, count = b * BATCH_BLOCK, min(BATCH_BLOCK, pairs - b * BATCH_BLOCK)
-        _, d = _pair_stripes(x, y, p0, count, half, clamp)
-        table = np.empty((2, n, count), dtype=x.dtype)
-        dp_forward(d, m, n, 0, count, table)
+def _batch_local_kernel(t, table, out):
+    """Formula 2 on ``t [pairs, m, n]`` per block of pairs; keeps the whole table,
+    ``[blocks, m, n, block]``, for the backward pass."""
+    pairs, m, n = t.shape
+    blocks, block = table.shape[0], table.shape[3]
+    for b in prange(blocks):
+        p0 = b * block
+        count = min(block, pairs - p0)
+        d = np.empty((m, n, count), dtype=t.dtype)  # pairs innermost: formula 2 vectorises
         for c in range(count):
-            out[p0 + c] = table[(m - 1) % 2, n - 1, c]
+            for i in range(m):
+                for j in range(n):
+                    d[i, j, c] = t[p0 + c, i, j]
+        dp_forward(d, m, n, 0, count, table[b])
+        for c in range(count):
+            out[p0 + c] = table[b, m - 1, n - 1, c]
 
 
 @_pjit
-def _batch_local_vjp_kernel(x, y, grad_out, half, clamp, grad_x, grad_y):
-    """The whole VJP of ``batch_local_dist`` per block of pairs: pairs share no gradient.
-
-    Sums run in the order of ``_pull_rows`` (``grad_x`` over ``j``, ``grad_y`` over ``i``).
+def _batch_local_vjp_kernel(x, y, sq, t, table, grad_out, half, clamp, grad_x, grad_y):
+    """Reverse pass of formula 2 from the kept table, then the chain rule on the path cells
+    only (the flow is zero elsewhere). Pairs share no gradient; ``grad_x`` and ``grad_y``
+    must be zero on entry. Sums run over ``j`` for ``grad_x`` and over ``i`` for ``grad_y``.
     """
     pairs, m, dim = x.shape
     n = y.shape[1]
-    for b in prange((pairs + BATCH_BLOCK - 1) // BATCH_BLOCK):
-        p0, count = b * BATCH_BLOCK, min(BATCH_BLOCK, pairs - b * BATCH_BLOCK)
-        sq, d = _pair_stripes(x, y, p0, count, half, clamp)
-        table = np.empty((m, n, count), dtype=x.dtype)
+    blocks, block = table.shape[0], table.shape[3]
+    for b in prange(blocks):
+        p0 = b * block
+        count = min(block, pairs - p0)
         flow = np.zeros((m, n, count), dtype=x.dtype)
-        dp_forward(d, m, n, 0, count, table)
-        dp_backward(table, grad_out[p0:p0 + count], half, m, n, 0, count, flow)
+        dp_backward(table[b], grad_out[p0:p0 + count], half, m, n, 0, count, flow)
         for c in range(count):
             k = p0 + c
             for i in range(m):
                 x_i, gx = x[k, i], grad_x[k, i]
                 for j in range(n):
-                    coef = _coef(sq[i, j, c], d[i, j, c], flow[i, j, c], half, clamp)
+                    if flow[i, j, c] == 0:
+                        continue
+                    coef = _coef(sq[k, i, j], t[k, i, j], flow[i, j, c], half, clamp)
                     y_j, gy = y[k, j], grad_y[k, j]
                     for f in range(dim):
                         diff = x_i[f] - y_j[f]
@@ -360,26 +349,51 @@ _batch_local_serial = _jit(_batch_local_kernel.py_func)
 _batch_local_vjp_serial = _jit(_batch_local_vjp_kernel.py_func)
 
 
-def _small(x, y):
-    return x.shape[0] * x.shape[1] * y.shape[1] * x.shape[2] < SERIAL_WORK
+def batch_local_forward(x, y):
+    """``batch_local_dist`` and what its VJP needs: returns ``(out, saved)``.
+
+    Dot products of each pair's stripes come from one batched BLAS product, squared norms
+    from ``_row_sumsq``; ``_batch_local_kernel`` then applies formula 1 and 2 in blocks of
+    ``PAIR_BLOCK`` pairs (in parallel when there are several blocks). ``saved`` holds the
+    squared distances and formula 1 (``[pairs, m, n]``) and the table of formula 2, so that
+    ``batch_local_backward`` computes no distance again.
+    """
+    x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+    pairs, m, dim = x.shape
+    n = y.shape[1]
+    half, clamp, _ = _consts(x.dtype)
+    dots = np.matmul(x, y.transpose(0, 2, 1))
+    xx = np.empty((pairs, m), dtype=x.dtype)
+    yy = np.empty((pairs, n), dtype=x.dtype)
+    _row_sumsq(x.reshape(-1, dim), xx.reshape(-1))
+    _row_sumsq(y.reshape(-1, dim), yy.reshape(-1))
+    sq, t = np.empty_like(dots), np.empty_like(dots)
+    _pair_stripes(dots, xx, yy, half, clamp, sq, t)
+    block = min(pairs, PAIR_BLOCK)
+    table = np.empty(((pairs + block - 1) // block, m, n, block), dtype=x.dtype)
+    out = np.empty(pairs, dtype=x.dtype)
+    kernel = _batch_local_serial if table.shape[0] == 1 else _batch_local_kernel
+    kernel(t, table, out)
+    return out, (sq, t, table)
+
+
+def batch_local_backward(x, y, saved, grad_out):
+    """``(grad_x, grad_y)`` of ``batch_local_dist`` from ``saved`` of ``batch_local_forward``."""
+    x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+    sq, t, table = saved
+    half, clamp, _ = _consts(x.dtype)
+    grad_x, grad_y = np.zeros_like(x), np.zeros_like(y)
+    kernel = _batch_local_vjp_serial if table.shape[0] == 1 else _batch_local_vjp_kernel
+    kernel(x, y, sq, t, table, np.ascontiguousarray(grad_out), half, clamp, grad_x, grad_y)
+    return grad_x, grad_y
 
 
 def batch_local_dist(x, y):
-    x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
-    out = np.empty(x.shape[0], dtype=x.dtype)
-    half, clamp, _ = _consts(x.dtype)
-    kernel = _batch_local_serial if _small(x, y) else _batch_local_kernel
-    kernel(x, y, half, clamp, out)
-    return out
+    return batch_local_forward(x, y)[0]
 
 
 def batch_local_dist_vjp(x, y, grad_out):
-    x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
-    half, clamp, _ = _consts(x.dtype)
-    grad_x, grad_y = np.zeros_like(x), np.zeros_like(y)
-    kernel = _batch_local_vjp_serial if _small(x, y) else _batch_local_vjp_kernel
-    kernel(x, y, np.ascontiguousarray(grad_out), half, clamp, grad_x, grad_y)
-    return grad_x, grad_y
+    return batch_local_backward(x, y, batch_local_forward(x, y)[1], grad_out)
 
 
 # ------------------------------------------------- local distance of every query-gallery pair
