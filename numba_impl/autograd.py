@@ -93,23 +93,23 @@ class BatchLocalDist(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, y):
-        ctx.save_for_backward(x, y)
+        ctx.save_for_backward(x, y)  # also makes autograd refuse x, y changed in place
         if x.is_cuda:
             ctx.kept = None
             return _to_torch(_run(_local.batch_local_dist, x, x, y), x)
         _, xa, ya = _checks.batch_pair("batch_local_dist", _to_numba(x), _to_numba(y))
-        out, ctx.kept = cpu.batch_local_forward(xa, ya)
+        out, kept = cpu.batch_local_forward(xa, ya)
+        ctx.kept = xa, ya, kept
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, y = ctx.saved_tensors
-        grad_out = grad_out.to(x.dtype)
+        grad_out = grad_out.detach().to(x.dtype)
         if ctx.kept is None:
             grad_x, grad_y = _run(_local.batch_local_dist_vjp, x, x, y, grad_out)
             return _to_torch(grad_x, x), _to_torch(grad_y, x)
-        grad_x, grad_y = cpu.batch_local_backward(_to_numba(x), _to_numba(y), ctx.kept,
-                                                  _to_numba(grad_out))
+        grad_x, grad_y = cpu.batch_local_backward(*ctx.kept, grad_out.numpy())
         return torch.from_numpy(grad_x), torch.from_numpy(grad_y)
 
 

@@ -21,7 +21,8 @@ from ._tanh import tanh
 
 NORM_EPS = 1e-12
 SQ_DIST_CLAMP = 1e-12
-#: Pairs handled together by one call of the dynamic programme (the vectorised loop).
+#: Pairs handled together by one call of the dynamic programme (the vectorised loop);
+#: in batch_local_dist also the work item of the parallel kernels.
 PAIR_BLOCK = 256
 #: Memory for the stripe dot products of TILE_QUERIES queries x one gallery slice.
 TILE_BYTES = 256 * 2**20
@@ -256,34 +257,42 @@ def euclidean_dist_vjp(x, y, grad_out):
 
 # --------------------------------------------------------- local distances of given pairs
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
-def _row_sumsq(rows, out):
-    """``out[r] = |rows[r]|^2``, reassociated so that it vectorises.
+def _sumsq(row):
+    """``|row|^2``, reassociated so that it vectorises.
 
-    Only these squared norms (and BLAS's dot products) may be summed in any order: they
-    enter the norm expansion, whose error model covers any order. Formula 2 never does.
+    Only these squared norms (and BLAS's dot products) are summed in any order: they enter
+    the norm expansion, whose error model covers any order. Formula 2 never is.
     """
-    for r in range(rows.shape[0]):
-        row = rows[r]
-        total = row[0] - row[0]
-        for f in range(row.shape[0]):
-            total += row[f] * row[f]
-        out[r] = total
+    total = row[0] - row[0]
+    for f in range(row.shape[0]):
+        total += row[f] * row[f]
+    return total
 
 
 @_jit
-def _pair_stripes(dots, xx, yy, half, clamp, sq, t):
-    """Squared distances ``sq`` and formula 1 ``t``, ``[pairs, m, n]`` like ``dots``, by the
-    norm expansion (as ``local_dist``). Formula 1 runs over the flat arrays: contiguous,
-    it vectorises (indexed by pair, stripe and stripe it did not)."""
-    pairs, m, n = dots.shape
-    for k in range(pairs):
+def _block_stripes(x, y, dots, half, clamp, p0, count, sq, t, d):
+    """Pairs ``p0 .. p0+count-1``: squared distances ``sq`` and formula 1 ``t``
+    (``[pairs, m, n]`` like ``dots``) by the norm expansion, as ``local_dist``; ``d`` gets
+    formula 1 again with the pairs innermost (``[m, n, count]``), the layout of formula 2.
+    """
+    _, m, n = dots.shape
+    norms = np.empty(n, dtype=x.dtype)
+    for k in range(p0, p0 + count):
+        for j in range(n):
+            norms[j] = _sumsq(y[k, j])
         for i in range(m):
-            dot, norm, cell = dots[k, i], yy[k], sq[k, i]
+            norm_i = _sumsq(x[k, i])
+            dot, cell = dots[k, i], sq[k, i]
             for j in range(n):
-                cell[j] = xx[k, i] + norm[j] - (dot[j] + dot[j])
-    flat_sq, flat_t = sq.reshape(-1), t.reshape(-1)
+                cell[j] = norm_i + norms[j] - (dot[j] + dot[j])
+    # formula 1 over the flat block: contiguous, so the compiled tanh vectorises
+    flat_sq, flat_t = sq[p0:p0 + count].reshape(-1), t[p0:p0 + count].reshape(-1)
     for e in range(flat_sq.size):
         flat_t[e] = _stripe(flat_sq[e], half, clamp)
+    for c in range(count):
+        for i in range(m):
+            for j in range(n):
+                d[i, j, c] = t[p0 + c, i, j]
 
 
 @_jit
@@ -295,19 +304,17 @@ def _coef(sq, t, flow, half, clamp):
 
 
 @_pjit
-def _batch_local_kernel(t, table, out):
-    """Formula 2 on ``t [pairs, m, n]`` per block of pairs; keeps the whole table,
-    ``[blocks, m, n, block]``, for the backward pass."""
-    pairs, m, n = t.shape
+def _batch_local_kernel(x, y, dots, half, clamp, sq, t, table, out):
+    """Formula 1 then 2 per block of pairs, from the stripe dot products ``dots``. Keeps
+    ``sq``, ``t`` and the whole table of formula 2 (``[blocks, m, n, block]``) for the
+    backward pass."""
+    pairs, m, n = dots.shape
     blocks, block = table.shape[0], table.shape[3]
     for b in prange(blocks):
         p0 = b * block
         count = min(block, pairs - p0)
-        d = np.empty((m, n, count), dtype=t.dtype)  # pairs innermost: formula 2 vectorises
-        for c in range(count):
-            for i in range(m):
-                for j in range(n):
-                    d[i, j, c] = t[p0 + c, i, j]
+        d = np.empty((m, n, count), dtype=x.dtype)
+        _block_stripes(x, y, dots, half, clamp, p0, count, sq, t, d)
         dp_forward(d, m, n, 0, count, table[b])
         for c in range(count):
             out[p0 + c] = table[b, m - 1, n - 1, c]
@@ -316,8 +323,9 @@ def _batch_local_kernel(t, table, out):
 @_pjit
 def _batch_local_vjp_kernel(x, y, sq, t, table, grad_out, half, clamp, grad_x, grad_y):
     """Reverse pass of formula 2 from the kept table, then the chain rule on the path cells
-    only (the flow is zero elsewhere). Pairs share no gradient; ``grad_x`` and ``grad_y``
-    must be zero on entry. Sums run over ``j`` for ``grad_x`` and over ``i`` for ``grad_y``.
+    only (the flow is zero elsewhere). Pairs share no gradient. ``grad_x`` and ``grad_y``
+    are written whole (each pair's rows are zeroed just before its sums, while in cache).
+    Sums run over ``j`` for ``grad_x`` and over ``i`` for ``grad_y``.
     """
     pairs, m, dim = x.shape
     n = y.shape[1]
@@ -329,6 +337,8 @@ def _batch_local_vjp_kernel(x, y, sq, t, table, grad_out, half, clamp, grad_x, g
         dp_backward(table[b], grad_out[p0:p0 + count], half, m, n, 0, count, flow)
         for c in range(count):
             k = p0 + c
+            grad_x[k] = 0
+            grad_y[k] = 0
             for i in range(m):
                 x_i, gx = x[k, i], grad_x[k, i]
                 for j in range(n):
@@ -352,37 +362,33 @@ _batch_local_vjp_serial = _jit(_batch_local_vjp_kernel.py_func)
 def batch_local_forward(x, y):
     """``batch_local_dist`` and what its VJP needs: returns ``(out, saved)``.
 
-    Dot products of each pair's stripes come from one batched BLAS product, squared norms
-    from ``_row_sumsq``; ``_batch_local_kernel`` then applies formula 1 and 2 in blocks of
-    ``PAIR_BLOCK`` pairs (in parallel when there are several blocks). ``saved`` holds the
-    squared distances and formula 1 (``[pairs, m, n]``) and the table of formula 2, so that
+    The dot products of each pair's stripes come from one batched BLAS product;
+    ``_batch_local_kernel`` then applies formula 1 and 2 in blocks of ``PAIR_BLOCK`` pairs
+    (in parallel when there are several blocks). ``saved`` holds the squared distances and
+    formula 1 (``[pairs, m, n]``) and the table of formula 2, so that
     ``batch_local_backward`` computes no distance again.
     """
     x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
-    pairs, m, dim = x.shape
+    pairs, m, _ = x.shape
     n = y.shape[1]
     half, clamp, _ = _consts(x.dtype)
     dots = np.matmul(x, y.transpose(0, 2, 1))
-    xx = np.empty((pairs, m), dtype=x.dtype)
-    yy = np.empty((pairs, n), dtype=x.dtype)
-    _row_sumsq(x.reshape(-1, dim), xx.reshape(-1))
-    _row_sumsq(y.reshape(-1, dim), yy.reshape(-1))
     sq, t = np.empty_like(dots), np.empty_like(dots)
-    _pair_stripes(dots, xx, yy, half, clamp, sq, t)
     block = min(pairs, PAIR_BLOCK)
     table = np.empty(((pairs + block - 1) // block, m, n, block), dtype=x.dtype)
     out = np.empty(pairs, dtype=x.dtype)
     kernel = _batch_local_serial if table.shape[0] == 1 else _batch_local_kernel
-    kernel(t, table, out)
+    kernel(x, y, dots, half, clamp, sq, t, table, out)
     return out, (sq, t, table)
 
 
 def batch_local_backward(x, y, saved, grad_out):
-    """``(grad_x, grad_y)`` of ``batch_local_dist`` from ``saved`` of ``batch_local_forward``."""
+    """``(grad_x, grad_y)`` of ``batch_local_dist`` from ``saved`` of ``batch_local_forward``
+    (``x`` and ``y`` as given to it)."""
     x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
     sq, t, table = saved
     half, clamp, _ = _consts(x.dtype)
-    grad_x, grad_y = np.zeros_like(x), np.zeros_like(y)
+    grad_x, grad_y = np.empty_like(x), np.empty_like(y)  # the kernel writes every entry
     kernel = _batch_local_vjp_serial if table.shape[0] == 1 else _batch_local_vjp_kernel
     kernel(x, y, sq, t, table, np.ascontiguousarray(grad_out), half, clamp, grad_x, grad_y)
     return grad_x, grad_y

@@ -3,7 +3,7 @@
 The plain version below is the contract written in torch ops (explicit differences,
 ``torch.minimum`` in formula 2), so its autograd gradient is the contract's gradient.
 Error model: both sides compute the same float64 operations up to summation order and
-the bridge's norm expansion in ``local_dist`` (cancellation ``~ eps (|x|^2 + |y|^2)`` on a
+the bridge's norm expansion in ``local_dist`` and ``batch_local_dist`` (cancellation ``~ eps (|x|^2 + |y|^2)`` on a
 squared distance, divided by the distance in the gradient), hence rtol 1e-9 / atol 1e-9
 for distances of order 1 built from unit-scale features.
 """
@@ -12,6 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 nba = pytest.importorskip("numba_impl.autograd")
+import numba_impl  # noqa: E402
 
 
 def _plain_table_last(d):
@@ -82,6 +83,25 @@ def test_batch_local_dist_matches_torch_autograd(rng):
 def test_local_dist_matches_torch_autograd(rng, chunk_size):
     x, y = rng.standard_normal((5, 4, 6)), rng.standard_normal((7, 3, 6))
     _compare(lambda a, b: nba.local_dist(a, b, chunk_size=chunk_size), _plain_local, [x, y], rng)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batch_local_dist_backward_is_the_numpy_vjp(rng, dtype):
+    # The CPU bridge keeps formula 1 and the table of formula 2 from the forward pass; the
+    # NumPy VJP recomputes them with the same kernels, so both are bitwise equal. The
+    # retained graph is backpropagated twice: the kept state must survive the first pass.
+    x = torch.tensor(rng.standard_normal((9, 4, 6)), dtype=dtype, requires_grad=True)
+    y = torch.tensor(rng.standard_normal((9, 5, 6)), dtype=dtype, requires_grad=True)
+    weight = torch.tensor(rng.random(9), dtype=dtype)
+    loss = (nba.batch_local_dist(x, y) * weight).sum()
+    loss.backward(retain_graph=True)
+    want = numba_impl.batch_local_dist_vjp(x.detach().numpy(), y.detach().numpy(), weight.numpy())
+    for got, w in zip((x.grad, y.grad), want):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got.numpy(), w)
+    loss.backward()
+    for got, w in zip((x.grad, y.grad), want):
+        np.testing.assert_array_equal(got.numpy(), 2 * w)
 
 
 def test_gradcheck_float64(rng):

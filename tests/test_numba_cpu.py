@@ -159,3 +159,18 @@ def test_compiled_tanh_is_libm_in_float64(rng):
     got = np.empty_like(t)
     _tanh_all(t, got)
     np.testing.assert_array_equal(got, [math.tanh(v) for v in t])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_local_dist_is_the_same_for_every_pair_block(rng, monkeypatch, dtype):
+    # Blocks of PAIR_BLOCK pairs only split the work (formula 2 and its reverse pass
+    # vectorise over a block's pairs; several blocks run in parallel): every pair gets the
+    # same operations whatever block holds it, so any block size is bitwise the same.
+    x, y = _features(rng, 11, 4, 8, dtype), _features(rng, 11, 5, 8, dtype)
+    grad_out = rng.random(11).astype(dtype)
+    whole = numba_impl.batch_local_dist(x, y), *numba_impl.batch_local_dist_vjp(x, y, grad_out)
+    for block in (1, 3, 10, 11):
+        monkeypatch.setattr(cpu, "PAIR_BLOCK", block)
+        got = numba_impl.batch_local_dist(x, y), *numba_impl.batch_local_dist_vjp(x, y, grad_out)
+        for g, w in zip(got, whole):
+            np.testing.assert_array_equal(g, w, err_msg=f"{block} pairs per block")
