@@ -80,11 +80,7 @@ def crosscheck_rows(impl, stripes):
                    ref("local_dist", query, gallery),
                    error_model.local_dist_tolerance(query, gallery, dtype))
         if dtype is np.float64 and impl.provides("local_loss"):
-            # The mined loss spreads a total weight 2 (1/N per anchor, twice) over pairs of
-            # distinct images; normalize's Jacobian scales errors by at most 1 / min |x|.
-            a, k = np.nonzero(~np.eye(len(feat), dtype=bool))
-            worst_pair = np.max(error_model.local_grad_bounds(feat[a], feat[k], dtype))
-            tol = 2 * 2 * worst_pair / np.min(np.linalg.norm(local_feat, axis=-1))
+            tol = error_model.local_loss_grad_tolerance(local_feat, dtype)
             for margin in (0.3, None):
                 loss = TripletLoss(margin)
                 _check(rows, impl, f"local_loss gradient, margin={margin}",

@@ -130,3 +130,41 @@ def local_grad_tolerance(x, y, grad_out, dtype):
     ``grad_out``: the bounds of ``local_grad_bounds`` summed with weights ``|grad_out|``,
     doubled for the two implementations compared."""
     return 2 * float(np.sum(np.abs(grad_out) * local_grad_bounds(x, y, dtype)))
+
+
+def _loss_grad_tolerance(pair_bounds, value_bound, gradient_size, raw_feat):
+    """Common tail of the mined-loss gradient tolerances.
+
+    The loss gives weight at most ``1/N`` to each of ``2N`` selected distances (total 2),
+    so feature-gradient errors add up to ``2 * max(pair_bounds)``; the loss's own slope
+    (sigmoid, 1/4-Lipschitz, or a relu away from its kink) moves by at most
+    ``2 value_bound / 4`` and multiplies a distance gradient of size ``gradient_size``.
+    normalize's Jacobian scales everything by at most ``1 / min |x|``. Doubled for the
+    two implementations compared.
+    """
+    per_feature = 2 * np.max(pair_bounds) + value_bound / 2 * gradient_size
+    return 2 * per_feature / np.min(np.linalg.norm(raw_feat, axis=-1))
+
+
+def global_loss_grad_tolerance(global_feat, dtype):
+    """Tolerance for ``global_loss``'s feature gradient (normalised features, mined)."""
+    u = unit_roundoff(dtype)
+    feat = np.asarray(global_feat, dtype=np.float64)
+    feat = feat / np.linalg.norm(feat, axis=-1, keepdims=True)
+    a, k = np.nonzero(~np.eye(len(feat), dtype=bool))
+    bound = euclid_bound(feat[a][:, None], feat[k][:, None], u)[:, 0, 0]
+    diff = feat[a] - feat[k]
+    euclid = np.sqrt(np.maximum(np.sum(diff * diff, axis=-1), 1e-12))
+    # a unit vector (x - y) / e moved by de: 2 de / e; plus the roundings of the division
+    return _loss_grad_tolerance(2 * bound / euclid + 4 * u, np.max(bound), 1.0, global_feat)
+
+
+def local_loss_grad_tolerance(local_feat, dtype):
+    """Tolerance for ``local_loss``'s feature gradient (normalised stripes, mined or given)."""
+    feat = np.asarray(local_feat, dtype=np.float64)
+    feat = feat / np.linalg.norm(feat, axis=-1, keepdims=True)
+    a, k = np.nonzero(~np.eye(len(feat), dtype=bool))
+    pair_bounds = local_grad_bounds(feat[a], feat[k], dtype)
+    value_bound = np.max(batch_local_dist_tolerance(feat[a], feat[k], dtype))
+    m = feat.shape[1]
+    return _loss_grad_tolerance(pair_bounds, value_bound, (2 * m - 1) / 2, local_feat)
