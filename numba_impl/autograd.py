@@ -104,12 +104,13 @@ class BatchLocalDist(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, y = ctx.saved_tensors
-        grad_out = grad_out.detach().to(x.dtype)
+        x, y = ctx.saved_tensors  # unpacking checks that x, y were not changed in place
+        if grad_out.dtype != x.dtype:  # a no-op .to() still cost microseconds a step
+            grad_out = grad_out.to(x.dtype)
         if ctx.kept is None:
             grad_x, grad_y = _run(_local.batch_local_dist_vjp, x, x, y, grad_out)
             return _to_torch(grad_x, x), _to_torch(grad_y, x)
-        grad_x, grad_y = cpu.batch_local_backward(*ctx.kept, grad_out.numpy())
+        grad_x, grad_y = cpu.batch_local_backward(*ctx.kept, grad_out.detach().numpy())
         return torch.from_numpy(grad_x), torch.from_numpy(grad_y)
 
 

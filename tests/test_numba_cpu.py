@@ -174,3 +174,24 @@ def test_batch_local_dist_is_the_same_for_every_pair_block(rng, monkeypatch, dty
         got = numba_impl.batch_local_dist(x, y), *numba_impl.batch_local_dist_vjp(x, y, grad_out)
         for g, w in zip(got, whole):
             np.testing.assert_array_equal(g, w, err_msg=f"{block} pairs per block")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_local_gradients_start_on_cache_lines(rng, dtype):
+    # The VJP writes gradient rows with 64-byte vectors; both gradients share one buffer,
+    # so y's must be rounded up to a boundary after x's (3 * 5 * 7 elements is not a whole
+    # number of lines), and neither may overlap the other. Values as the pair by pair VJP.
+    x, y = _features(rng, 3, 5, 7, dtype), _features(rng, 3, 4, 7, dtype)
+    grad_out = rng.random(3).astype(dtype)
+    _, saved = cpu.batch_local_forward(x, y)
+    grad_x, grad_y = cpu.batch_local_backward(x, y, saved, grad_out)
+    for g, like in ((grad_x, x), (grad_y, y)):
+        assert g.shape == like.shape and g.dtype == like.dtype and g.flags.c_contiguous
+        assert g.ctypes.data % 64 == 0
+    assert grad_x.ctypes.data + grad_x.nbytes <= grad_y.ctypes.data
+    for k in range(3):
+        one_x, one_y = cpu.batch_local_backward(x[k:k + 1], y[k:k + 1],
+                                                cpu.batch_local_forward(x[k:k + 1], y[k:k + 1])[1],
+                                                grad_out[k:k + 1])
+        np.testing.assert_array_equal(grad_x[k], one_x[0])
+        np.testing.assert_array_equal(grad_y[k], one_y[0])
