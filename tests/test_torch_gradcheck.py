@@ -129,7 +129,7 @@ def test_triplet_loss(margin):
     an = torch.tensor([0.5, 1.1, 0.3, 0.95], dtype=F64, requires_grad=True)
     if margin is not None:
         # ap - an + margin = 0.8, -0.6, 0.9, -0.25: no hinge at its kink.
-        assert float((ap - an + margin).abs().min()) > 0.1
+        assert float((ap - an + margin).detach().abs().min()) > 0.1
     _check(T.TripletLoss(margin), (ap, an))
 
 

@@ -19,6 +19,7 @@ power of two is exact, so this changes no bit of the result.
 import sys
 
 import torch
+import torch.nn.functional as F
 
 from . import _checks
 from .distance import EPS_SQ, _batch_sq_dist, _squared_norms
@@ -30,11 +31,19 @@ from .path import (_value, _ShortestDist, _skewed_buffer, _table_forward,
 # passes after the product run from cache; a GPU wants fewer, larger blocks.
 _BLOCK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}
 
+# Per dtype, the largest number below EPS_SQ / 4: ``q > it`` is ``q >= EPS_SQ
+# / 4`` in that dtype, the cells where the clamp is not active.
+_BELOW_CLAMP = {
+    dtype: torch.nextafter(torch.tensor(EPS_SQ / 4, dtype=dtype),
+                           torch.tensor(0.0, dtype=dtype)).item()
+    for dtype in (torch.float32, torch.float64)}
+
 
 class _BatchLocalDist(torch.autograd.Function):
-    """``batch_local_dist`` as one node.  Forward writes formula 1 straight
-    into the DP's skewed layout and saves the table; backward chains the path
-    flow -> tanh' -> sqrt' (zero under the clamp) -> two batched products."""
+    """``batch_local_dist`` as one node.  Forward copies formula 1 into the
+    DP's skewed layout, computes the table there in place and saves it;
+    backward chains the path flow -> tanh' -> sqrt' (zero under the clamp)
+    -> two batched products."""
 
     @staticmethod
     def forward(ctx, x, y):
@@ -46,16 +55,21 @@ class _BatchLocalDist(torch.autograd.Function):
         quarter.add_(_norms_squared(x).unsqueeze(2), alpha=0.25)
         half = quarter.clamp_min(EPS_SQ / 4).sqrt_()
         skewed, cells = _skewed_buffer(m, n, (N,), x)
-        stripe = cells.permute(2, 0, 1)                 # [N, m, n] view
-        torch.tanh(half, out=stripe)
+        # tanh into a contiguous tensor, then one copy into the DP's skewed
+        # layout: cheaper than tanh writing strided, and the slope below
+        # reads contiguous memory.
+        stripe = torch.tanh(half)
+        cells.permute(2, 0, 1).copy_(stripe)
         if not any(ctx.needs_input_grad):
             return _value(cells)
-        table = _table_forward(skewed)
         # d tanh(e/2)/d sq = (1 - t^2) / (4 e) = (1 - t^2) / (8 half); the
-        # backward pass applies the constant, so keep (1 - t^2) / half, set to
-        # 0 where the clamp is active.
+        # backward pass applies the constant, so keep (1 - t^2) / half, and 0
+        # where the clamp is active: there the divisor is +inf (threshold
+        # keeps exactly the quarters >= EPS_SQ / 4, where sqrt gives half).
         slope = torch.addcmul(torch.ones_like(half), stripe, stripe, value=-1)
-        slope.div_(half).mul_(quarter >= EPS_SQ / 4)
+        slope.div_(F.threshold(quarter, _BELOW_CLAMP[quarter.dtype],
+                                   float("inf")).sqrt_())
+        table = _table_forward(skewed)
         ctx.save_for_backward(x, y, slope, table)
         return table[-1, m].clone()
 
@@ -67,9 +81,10 @@ class _BatchLocalDist(torch.autograd.Function):
             return _double_backward(ctx, x, y, table, grad_out)
         # Seeding the flow with -grad_out / 4 folds the constant and a sign
         # in: w = flow * slope = -2 d loss / d sq, shape [N, m, n].
-        flow = _unit_flow(table, m, n, seed=grad_out * -0.25)
-        w = torch.mul(flow.permute(2, 0, 1), slope,
-                      out=torch.empty_like(slope))
+        flow = _unit_flow(table, m, n, seed=grad_out, scale=-0.25)
+        # slope first: the product takes its contiguous layout (bmm is slow
+        # on other strides).
+        w = torch.mul(slope, flow.permute(2, 0, 1))
         # sq = |x_i|^2 + |y_j|^2 - 2 x_i.y_j, so grad_x_i = sum_j -w_ij (x_i -
         # y_j): one product plus an in-place update per input.
         grad_x = grad_y = None

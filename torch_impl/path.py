@@ -105,32 +105,33 @@ def _unskew(buf, m, n):
 
 
 def _table_forward(skewed):
-    """The whole DP table from a skewed buffer of ``d`` (``_skewed_buffer``).
+    """The whole DP table, computed in place in a skewed buffer of ``d``
+    (``_skewed_buffer``), which is returned: ``T[k, r] = S[r - 1, k - r + 1]``,
+    row 0 ``+inf``.
 
     Every anti-diagonal is computed over all ``m`` rows, the cells outside
-    the matrix included: they read ``+inf`` from ``skewed`` and never feed a
-    cell inside (a cell reads only its up and left neighbours), so each
-    diagonal is two whole-row operations on fixed views, no slicing per step.
-    Returns ``T`` of the same shape, ``T[k, r] = S[r - 1, k - r + 1]``, row 0
-    ``+inf``.
+    the matrix included: they read ``+inf`` and never feed a cell inside (a
+    cell reads only its up and left neighbours), so each diagonal is two
+    whole-row operations on fixed views, no slicing per step.  Diagonal 0 is
+    its own cell; ``d + min`` is ``min + d`` bit for bit (IEEE addition
+    commutes), so overwriting ``d`` needs no copy of it.
     """
-    table = torch.empty_like(skewed)
-    table[:, 0].fill_(float("inf"))
-    m = table.shape[1] - 1
-    up, left = table[:, :m].unbind(0), table[:, 1:].unbind(0)
-    cells = skewed[:, 1:].unbind(0)
-    left[0].copy_(cells[0])
+    m = skewed.shape[1] - 1
+    scratch = torch.empty_like(skewed[0, 1:])
+    up, left = skewed[:, :m].unbind(0), skewed[:, 1:].unbind(0)
+    minimum = torch.minimum
     # Row r of diagonal k is cell (r - 1, k - r + 1): its "up" neighbour is
     # row r - 1 of diagonal k - 1, its "left" neighbour row r.
-    for prev_up, prev_left, out, cell in zip(up, left, left[1:], cells[1:]):
-        torch.minimum(prev_up, prev_left, out=out)
-        out.add_(cell)
-    return table
+    for prev_up, prev_left, out in zip(up, left, left[1:]):
+        minimum(prev_up, prev_left, out=scratch)
+        out.add_(scratch)
+    return skewed
 
 
-def _table_flow(table, seed):
+def _table_flow(table, seed, scale=1):
     """Reverse pass of ``_table_forward``: the gradient of ``S[m-1, n-1]``
-    times ``seed`` (shape ``batch``), in the skewed layout.
+    times ``seed * scale`` (``seed`` a number or a tensor of shape
+    ``batch``), in the skewed layout.
 
     Each cell sends its gradient to the neighbour that won the ``min``, half
     to each on an exact tie (the ``torch.minimum`` rule), so for ``seed = 1``
@@ -141,25 +142,30 @@ def _table_flow(table, seed):
     """
     steps, m = table.shape[0], table.shape[1] - 1
     flow = torch.zeros_like(table)
-    flow[steps - 1, m].add_(seed)      # sets it: seed is a number or a tensor
+    # Sets it (0 + scale * seed); seed is a number or a tensor.
+    flow[steps - 1, m].add_(seed, alpha=scale)
     if steps > 1:
         up, left = table[:-1, :m], table[:-1, 1:]
-        w_up = torch.lt(up, left, out=torch.empty_like(up))
-        w_up.add_(up == left, alpha=0.5)
-        w_left = torch.sub(1, w_up).unbind(0)
+        # The shares of all diagonals at once, straight into float buffers
+        # (no bool temporaries to convert): 1 to the smaller side, 0.5 each
+        # on a tie.
+        w_up, w_left = table.new_empty((2,) + tuple(up.shape))
+        torch.lt(up, left, out=w_up).add_(
+            torch.eq(up, left, out=w_left), alpha=0.5)
+        torch.sub(1, w_up, out=w_left)
         to_up, to_left = flow[:, :m].unbind(0), flow[:, 1:].unbind(0)
         # Diagonal k (``to_left[k]``, rows 1..m) feeds diagonal k - 1.
         for g, up_k, left_k, w_u, w_l in zip(
                 to_left[:0:-1], to_up[-2::-1], to_left[-2::-1],
-                w_up.unbind(0)[::-1], w_left[::-1]):
+                w_up.unbind(0)[::-1], w_left.unbind(0)[::-1]):
             up_k.addcmul_(g, w_u)
             left_k.addcmul_(g, w_l)
     return flow
 
 
-def _unit_flow(table, m, n, seed=1):
+def _unit_flow(table, m, n, seed=1, scale=1):
     """``_table_flow`` as the ``[m, n, *batch]`` gradient of ``d``."""
-    return _unskew(_table_flow(table, seed), m, n)
+    return _unskew(_table_flow(table, seed, scale), m, n)
 
 
 class _ShortestDist(torch.autograd.Function):
