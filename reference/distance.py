@@ -99,6 +99,11 @@ def _euclidean_vjp(x, y, grad_out):
     return weighted.sum(axis=-2), -weighted.sum(axis=-3)
 
 
+def _stripe(euclid):
+    """Formula 1 without argument checks: ``tanh(euclid / 2)``, which cannot overflow."""
+    return np.tanh(euclid / 2)
+
+
 def euclidean_dist(x, y):
     """Euclidean distance between every row of ``x`` and every row of ``y``.
 
@@ -224,7 +229,7 @@ def stripe_dist(euclid):
     array([0.       , 0.4621172, 1.       ], dtype=float32)
     """
     _checks.float_array("stripe_dist", "euclid", euclid)
-    return np.tanh(euclid / 2)
+    return _stripe(euclid)
 
 
 def stripe_dist_vjp(euclid, grad_out):
@@ -247,5 +252,5 @@ def stripe_dist_vjp(euclid, grad_out):
     """
     _checks.float_array("stripe_dist_vjp", "euclid", euclid)
     grad_out = _checks.grad_like("stripe_dist_vjp", grad_out, euclid.shape, euclid.dtype)
-    t = np.tanh(euclid / 2)
+    t = _stripe(euclid)
     return grad_out * (1 - t * t) / 2

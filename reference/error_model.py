@@ -19,6 +19,8 @@ Algorithms* (2002), chapter 3; they are computed in float64 from the inputs.
 """
 import numpy as np
 
+from .path import _table, shortest_path
+
 
 def unit_roundoff(dtype):
     """Half the machine epsilon of ``dtype``."""
@@ -30,14 +32,19 @@ def gamma(k, u):
     return k * u / (1 - k * u)
 
 
+def _euclid64(x, y):
+    """Stripe distances between ``x [..., m, d]`` and ``y [..., n, d]`` in float64 (clamped)."""
+    diff = x[..., :, None, :] - y[..., None, :, :]
+    return np.sqrt(np.maximum(np.sum(diff * diff, axis=-1), 1e-12))
+
+
 def euclid_bound(x, y, u):
     """Bound on the error of every stripe distance between ``x [..., m, d]`` and ``y [..., n, d]``."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     sq_x = np.sum(x * x, axis=-1)[..., :, None]
     sq_y = np.sum(y * y, axis=-1)[..., None, :]
-    diff = x[..., :, None, :] - y[..., None, :, :]
-    euclid = np.sqrt(np.maximum(np.sum(diff * diff, axis=-1), 1e-12))
+    euclid = _euclid64(x, y)
     delta_sq = 2 * gamma(x.shape[-1] + 2, u) * (sq_x + sq_y)
     # Normalising in the implementation moves each feature by about 3u of its length.
     delta_inputs = 3 * u * (np.sqrt(sq_x) + np.sqrt(sq_y))
@@ -76,8 +83,6 @@ def path_margin(dist_mat):
     other path leaves the optimal one somewhere, so the runner-up costs the least of these
     over the cells off the optimal path. Returns ``inf`` when there is only one path.
     """
-    from .path import _table, shortest_path
-
     d = np.asarray(dist_mat, dtype=np.float64)
     forward = _table(d)
     backward = _table(d[::-1, ::-1])[::-1, ::-1]
@@ -118,8 +123,7 @@ def local_grad_bounds(x, y, dtype):
     u = unit_roundoff(dtype)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    diff = x[..., :, None, :] - y[..., None, :, :]
-    euclid = np.sqrt(np.maximum(np.sum(diff * diff, axis=-1), 1e-12))
+    euclid = _euclid64(x, y)
     cell = euclid_bound(x, y, u)
     return (x.shape[-2] + y.shape[-2] - 1) * np.max(2 * cell / euclid + cell / 2 + 4 * u,
                                                     axis=(-2, -1))
@@ -153,8 +157,7 @@ def global_loss_grad_tolerance(global_feat, dtype):
     feat = feat / np.linalg.norm(feat, axis=-1, keepdims=True)
     a, k = np.nonzero(~np.eye(len(feat), dtype=bool))
     bound = euclid_bound(feat[a][:, None], feat[k][:, None], u)[:, 0, 0]
-    diff = feat[a] - feat[k]
-    euclid = np.sqrt(np.maximum(np.sum(diff * diff, axis=-1), 1e-12))
+    euclid = _euclid64(feat[a][:, None], feat[k][:, None])[:, 0, 0]
     # a unit vector (x - y) / e moved by de: 2 de / e; plus the roundings of the division
     return _loss_grad_tolerance(2 * bound / euclid + 4 * u, np.max(bound), 1.0, global_feat)
 

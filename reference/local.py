@@ -2,20 +2,20 @@
 import numpy as np
 
 from . import _checks
-from .distance import _euclidean, _euclidean_vjp
+from .distance import _euclidean, _euclidean_vjp, _stripe
 from .path import _table, shortest_dist_vjp
 
 
 def _pair_dist(x, y):
     """Local distances of aligned pairs ``x[k]``, ``y[k]`` (``[K, m, d]``, ``[K, n, d]``): ``[K]``."""
-    stripes = np.tanh(_euclidean(x, y) / 2)  # formula 1, [K, m, n]
+    stripes = _stripe(_euclidean(x, y))  # formula 1, [K, m, n]
     return _table(np.moveaxis(stripes, 0, -1))[-1, -1]  # formula 2 over [m, n, K]
 
 
 def _pair_dist_vjp(x, y, grad_out):
     """Chain rule of ``_pair_dist``: formula 2, then formula 1, then the Euclidean distance."""
     euclid = _euclidean(x, y)
-    stripes = np.tanh(euclid / 2)
+    stripes = _stripe(euclid)
     grad_stripes = np.moveaxis(shortest_dist_vjp(np.moveaxis(stripes, 0, -1), grad_out), -1, 0)
     grad_euclid = grad_stripes * (1 - stripes * stripes) / 2
     return _euclidean_vjp(x, y, grad_euclid)
