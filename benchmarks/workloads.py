@@ -1,9 +1,15 @@
 """The three workloads, each a list of rows timed in one process run.
 
 A row is one implementation on one workload.  Times are medians over
-repeats after warm-up calls (JIT compilation, allocator warm-up); on CUDA the
-device is synchronised around every timed call.  The query x gallery rows
-each run in a fresh subprocess so that their peak memory is their own.
+repeats after warm-up calls (JIT compilation, allocator warm-up), taken in
+blocks that alternate between the rows of a workload (``median_seconds``); on
+CUDA the device is synchronised around every timed call.  The query x gallery
+rows each run in a fresh subprocess so that their peak memory is their own.
+
+Rows named ``floor: ...`` are not implementations: they time only the part of a
+workload that no implementation of its kind can avoid (the fixed cost of an
+autograd node, the stripe products, one ``minimum`` and one addition per cell in
+eager torch), so that a goal can be read against what is possible at all.
 """
 
 import importlib
@@ -38,18 +44,31 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def median_seconds(fn, device, repeats, warmup=2):
-    """Median wall time of ``fn()`` over ``repeats`` calls."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def median_seconds(fns, device, repeats, rounds=3, warmup=1):
+    """Median wall time of every callable in ``fns`` (name -> callable).
+
+    Each callable is timed in ``rounds`` blocks of consecutive calls (after
+    ``warmup`` untimed calls, so that every block measures the warm, repeated
+    use the workloads stand for), the blocks of all callables alternating and
+    their order rotating from round to round: on a shared machine a slow phase
+    then falls on every row alike, not on whichever row ran during it.
+    ``repeats`` calls in all per callable.
+    """
+    names = list(fns)
+    times = {name: [] for name in names}
+    per_block = max(1, repeats // rounds)
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            for _ in range(warmup):
+                fns[name]()
+            _sync(device)
+            for _ in range(per_block):
+                start = time.perf_counter()
+                fns[name]()
+                _sync(device)
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _row(workload, name, seconds=None, note="", **extra):
@@ -64,16 +83,55 @@ def _features(count, device, dtype=torch.float32, seed=0):
     return x.to(device)
 
 
-def _timed_or_missing(rows, workload, name, fn, device, repeats, missing):
-    """Time ``fn`` into a row, or record why the row is not available."""
-    if missing is not None:
-        rows.append(_row(workload, name, note=f"not available ({missing})"))
-        return
-    try:
-        rows.append(_row(workload, name, median_seconds(fn, device, repeats)))
-    except Exception as exc:  # a broken optional row must not end the run
-        rows.append(_row(workload, name,
-                         note=f"not available ({type(exc).__name__}: {exc})"))
+def _time_rows(work, candidates, device, repeats):
+    """Rows for ``candidates`` (name -> (callable or None, note)), timed together.
+
+    A callable of ``None`` or one that raises on its first call (a broken optional
+    row must not end the run) becomes a row "not available" with the reason.
+    """
+    ready, rows = {}, {}
+    for name, (fn, note) in candidates.items():
+        if fn is None:
+            rows[name] = _row(work, name, note=f"not available ({note})")
+            continue
+        try:
+            fn()
+        except Exception as exc:
+            rows[name] = _row(work, name,
+                              note=f"not available ({type(exc).__name__}: {exc})")
+            continue
+        ready[name] = fn
+    for name, seconds in median_seconds(ready, device, repeats).items():
+        rows[name] = _row(work, name, seconds, note=candidates[name][1] or "")
+    return [rows[name] for name in candidates]
+
+
+class _EmptyStep(torch.autograd.Function):
+    """A node that computes nothing: the fixed cost of autograd in a step."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return x.new_zeros(x.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return None, None
+
+
+class _ProductsStep(torch.autograd.Function):
+    """Only the stripe products of a step: the Gram product of each pair in the
+    forward pass, and the two products of the gradient in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return torch.bmm(x, y.transpose(1, 2)).sum((1, 2))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, y = ctx.saved_tensors
+        w = grad_out[:, None, None].expand(-1, x.shape[1], y.shape[1]).contiguous()
+        return torch.bmm(w, y), torch.bmm(w.transpose(1, 2), x)
 
 
 def training_step(device, quick):
@@ -81,7 +139,7 @@ def training_step(device, quick):
     import torch_impl
 
     work, pairs = "training step", 128
-    repeats = 10 if quick else 30
+    repeats = 12 if quick else 30
     x = _features(pairs, device, seed=1).requires_grad_()
     y = _features(pairs, device, seed=2).requires_grad_()
 
@@ -91,17 +149,57 @@ def training_step(device, quick):
             fn(x, y).sum().backward()
         return run
 
-    rows = []
-    rows.append(_row(work, "naive", median_seconds(
-        step(naive.batch_local_dist), device, repeats)))
-    rows.append(_row(work, "torch_impl", median_seconds(
-        step(torch_impl.batch_local_dist), device, repeats)))
     bridge, missing = _optional("numba_impl.autograd", "batch_local_dist")
-    _timed_or_missing(rows, work, "numba_impl.autograd",
-                      step(bridge) if bridge else None, device, repeats, missing)
+    rows = _time_rows(work, {
+        "naive": (step(naive.batch_local_dist), ""),
+        "torch_impl": (step(torch_impl.batch_local_dist), ""),
+        "numba_impl.autograd": (step(bridge) if bridge else None, missing),
+        "floor: autograd": (step(_EmptyStep.apply),
+                            "a node that computes nothing"),
+        "floor: autograd + products": (
+            step(_ProductsStep.apply), "only the 3 batched stripe products"),
+    }, device, repeats)
     goals = [("torch_impl", ">= 5x faster than naive", 5.0),
              ("numba_impl.autograd", ">= 20x faster than naive", 20.0)]
     return rows, _speedup_goals(rows, work, goals)
+
+
+def _diagonal_ops(d):
+    """Formula 2 on ``d`` (``[m, n, *batch]``) by the anti-diagonal wavefront,
+    with every view made beforehand: per cell one ``minimum`` and one addition,
+    and no Python work beyond calling them.
+
+    Returns a callable that runs the operations and returns ``S[m-1, n-1]``.
+    No implementation of formula 2 in eager torch operations can take less
+    time: each cell needs the minimum of its neighbours and the addition of its
+    cost, and eager torch has no fused minimum-add.
+    """
+    m, n = d.shape[0], d.shape[1]
+    # Two diagonals, row r of diagonal k holding cell (r - 1, k - r + 1); the
+    # +inf cells stand for the neighbours missing at the first row and column.
+    work = torch.full((2, m + 1) + tuple(d.shape[2:]), float("inf"),
+                      dtype=d.dtype, device=d.device)
+    s_i, s_j = d.stride(0), d.stride(1)
+    first = work[0, 1]
+    steps = []
+    for k in range(1, m + n - 1):
+        lo = max(0, k - n + 1)
+        count = min(k, m - 1) - lo + 1
+        diag = d.as_strided((count,) + tuple(d.shape[2:]),
+                            (s_i - s_j,) + d.stride()[2:],
+                            d.storage_offset() + lo * s_i + (k - lo) * s_j)
+        prev, out = work[(k + 1) % 2], work[k % 2, lo + 1:lo + 1 + count]
+        steps.append((prev[lo:lo + count], prev[lo + 1:lo + 1 + count], out,
+                      diag))
+    result = work[(m + n) % 2, m]
+
+    def run():
+        first.copy_(d[0, 0])
+        for up, left, out, diag in steps:
+            torch.minimum(up, left, out=out)
+            out.add_(diag)
+        return result
+    return run
 
 
 def large_batch(device, quick):
@@ -109,26 +207,25 @@ def large_batch(device, quick):
     import torch_impl
 
     work = "large batch"
-    repeats = 10 if quick else 30
+    repeats = 12 if quick else 30
     gen = torch.Generator().manual_seed(3)
     d = torch.rand(STRIPES, STRIPES, 65536, generator=gen).to(device)
     d_np = d.cpu().numpy()
-    rows = []
-    with torch.no_grad():
-        rows.append(_row(work, "naive", median_seconds(
-            lambda: naive.shortest_dist(d), device, repeats)))
-        rows.append(_row(work, "torch_impl", median_seconds(
-            lambda: torch_impl.shortest_dist(d), device, repeats)))
     numba_sd, missing = _optional("numba_impl", "shortest_dist")
     if device != "cpu" and missing is None:
-        missing = "NumPy arrays run on the CPU only"
-    _timed_or_missing(rows, work, "numba_impl",
-                      (lambda: numba_sd(d_np)) if numba_sd else None,
-                      "cpu", repeats, missing)
-    rows.append(_row(work, "copy (numpy)", median_seconds(
-        d_np.copy, "cpu", repeats)))
-    rows.append(_row(work, "copy (torch)", median_seconds(
-        d.clone, device, repeats)))
+        numba_sd, missing = None, "NumPy arrays run on the CPU only"
+    with torch.no_grad():
+        rows = _time_rows(work, {
+            "naive": (lambda: naive.shortest_dist(d), ""),
+            "torch_impl": (lambda: torch_impl.shortest_dist(d), ""),
+            "numba_impl": ((lambda: numba_sd(d_np)) if numba_sd else None,
+                           missing),
+            "copy (numpy)": (d_np.copy, ""),
+            "copy (torch)": (d.clone, ""),
+            "floor: torch ops": (_diagonal_ops(d),
+                                 "one minimum + one add per cell, views "
+                                 "made beforehand"),
+        }, device, repeats)
     goals = _speedup_goals(
         rows, work, [("torch_impl", ">= 3x faster than naive", 3.0)])
     goals.append(_ratio_goal(rows, work, "numba_impl", "copy (numpy)",
