@@ -87,6 +87,33 @@ def test_batch_local_dist_gradient_matches_plain_autograd_with_ties():
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=0, atol=1e-12)
 
 
+def test_backward_scratch_reuse_leaves_no_trace():
+    # batch_local_dist's backward keeps its flow buffers for the next call of
+    # the same shape.  Interleave calls of two shapes and two gradients, keep
+    # a shortest_dist gradient (which must not share the scratch) across them,
+    # and compare each against plain autograd.
+    gen = torch.Generator().manual_seed(5)
+    f64 = torch.float64
+    d = torch.rand(4, 3, 6, generator=gen, dtype=f64, requires_grad=True)
+    kept = torch.autograd.grad(torch_impl.shortest_dist(d).sum(), d)[0]
+    kept_copy = kept.clone()
+    cases = [(torch.randn(5, 4, 6, generator=gen, dtype=f64),
+              torch.randn(5, 3, 6, generator=gen, dtype=f64)),
+             (torch.randn(2, 2, 6, generator=gen, dtype=f64),
+              torch.randn(2, 5, 6, generator=gen, dtype=f64))]
+    for x, y in cases * 2:
+        grad_out = torch.rand(x.shape[0], generator=gen, dtype=f64)
+        x, y = x.requires_grad_(), y.requires_grad_()
+        got = torch.autograd.grad(torch_impl.batch_local_dist(x, y), (x, y),
+                                  grad_out)
+        want = torch.autograd.grad(_plain_batch_local_dist(x, y), (x, y),
+                                   grad_out)
+        for g, w in zip(got, want):  # error model: see the test above
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=0,
+                                       atol=1e-12)
+    np.testing.assert_array_equal(kept.numpy(), kept_copy.numpy())
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_local_dist_any_block_split_is_bitwise_the_same(dtype):
     gen = torch.Generator().manual_seed(11)

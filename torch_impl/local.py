@@ -81,7 +81,9 @@ class _BatchLocalDist(torch.autograd.Function):
             return _double_backward(ctx, x, y, table, grad_out)
         # Seeding the flow with -grad_out / 4 folds the constant and a sign
         # in: w = flow * slope = -2 d loss / d sq, shape [N, m, n].
-        flow = _unit_flow(table, m, n, seed=grad_out, scale=-0.25)
+        # The flow is consumed by the product below, so it may live in the
+        # reusable scratch buffer.
+        flow = _unit_flow(table, m, n, seed=grad_out, scale=-0.25, reuse=True)
         # slope first: the product takes its contiguous layout (bmm is slow
         # on other strides).
         w = torch.mul(slope, flow.permute(2, 0, 1))

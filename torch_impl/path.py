@@ -23,6 +23,8 @@ cell ``(r - 1, k - r + 1)`` and row ``r = 0`` the ``+inf`` padding:
   pass, which reuses its ``min`` decisions.
 """
 
+import threading
+
 import torch
 
 from ._checks import check_min_dims
@@ -128,7 +130,42 @@ def _table_forward(skewed):
     return skewed
 
 
-def _table_flow(table, seed, scale=1):
+class _FlowScratch(threading.local):
+    """Per-thread buffers of ``_table_flow`` for the next call of the same
+    shape.  Allocating them and making their per-diagonal views (about sixty
+    for 8 x 8 stripes) cost about a tenth of a whole training step on the CPU."""
+
+    key = None
+    buffers = None
+
+
+_flow_scratch = _FlowScratch()
+
+
+def _flow_buffers(table, reuse):
+    """``(flow, its seeded cell, w_up, w_left, views of the reverse loop)``.
+
+    ``reuse`` takes them from the per-thread scratch (CPU only: on a GPU a
+    buffer reused across calls could race with work on another stream).
+    """
+    key = (table.shape, table.dtype, table.device)
+    reuse = reuse and table.device.type == "cpu"
+    if reuse and _flow_scratch.key == key:
+        return _flow_scratch.buffers
+    steps, m = table.shape[0], table.shape[1] - 1
+    flow = torch.empty_like(table)
+    w_up, w_left = table.new_empty((2, steps - 1, m) + tuple(table.shape[2:]))
+    to_up, to_left = flow[:, :m].unbind(0), flow[:, 1:].unbind(0)
+    # Diagonal k (``to_left[k]``, rows 1..m) feeds diagonal k - 1.
+    loop = tuple(zip(to_left[:0:-1], to_up[-2::-1], to_left[-2::-1],
+                     w_up.unbind(0)[::-1], w_left.unbind(0)[::-1]))
+    buffers = flow, flow[steps - 1, m], w_up, w_left, loop
+    if reuse:
+        _flow_scratch.key, _flow_scratch.buffers = key, buffers
+    return buffers
+
+
+def _table_flow(table, seed, scale=1, reuse=False):
     """Reverse pass of ``_table_forward``: the gradient of ``S[m-1, n-1]``
     times ``seed * scale`` (``seed`` a number or a tensor of shape
     ``batch``), in the skewed layout.
@@ -139,33 +176,31 @@ def _table_flow(table, seed, scale=1):
     everything to "left" (neither ``<`` nor ``==`` holds); the forward value
     is NaN there anyway.  Cells outside the matrix receive nothing: their
     ``+inf`` always loses to a finite neighbour.
+
+    With ``reuse`` the result lives in a per-thread scratch buffer that the
+    next call overwrites: only for a caller that consumes it at once.
     """
-    steps, m = table.shape[0], table.shape[1] - 1
-    flow = torch.zeros_like(table)
-    # Sets it (0 + scale * seed); seed is a number or a tensor.
-    flow[steps - 1, m].add_(seed, alpha=scale)
-    if steps > 1:
+    m = table.shape[1] - 1
+    flow, seeded, w_up, w_left, loop = _flow_buffers(table, reuse)
+    flow.zero_()
+    seeded.add_(seed, alpha=scale)  # sets it: 0 + scale * seed
+    if loop:
         up, left = table[:-1, :m], table[:-1, 1:]
         # The shares of all diagonals at once, straight into float buffers
         # (no bool temporaries to convert): 1 to the smaller side, 0.5 each
         # on a tie.
-        w_up, w_left = table.new_empty((2,) + tuple(up.shape))
         torch.lt(up, left, out=w_up).add_(
             torch.eq(up, left, out=w_left), alpha=0.5)
         torch.sub(1, w_up, out=w_left)
-        to_up, to_left = flow[:, :m].unbind(0), flow[:, 1:].unbind(0)
-        # Diagonal k (``to_left[k]``, rows 1..m) feeds diagonal k - 1.
-        for g, up_k, left_k, w_u, w_l in zip(
-                to_left[:0:-1], to_up[-2::-1], to_left[-2::-1],
-                w_up.unbind(0)[::-1], w_left.unbind(0)[::-1]):
+        for g, up_k, left_k, w_u, w_l in loop:
             up_k.addcmul_(g, w_u)
             left_k.addcmul_(g, w_l)
     return flow
 
 
-def _unit_flow(table, m, n, seed=1, scale=1):
+def _unit_flow(table, m, n, seed=1, scale=1, reuse=False):
     """``_table_flow`` as the ``[m, n, *batch]`` gradient of ``d``."""
-    return _unskew(_table_flow(table, seed, scale), m, n)
+    return _unskew(_table_flow(table, seed, scale, reuse), m, n)
 
 
 class _ShortestDist(torch.autograd.Function):
