@@ -53,20 +53,22 @@ class _BatchLocalDist(torch.autograd.Function):
         quarter = torch.baddbmm(_norms_squared(y).unsqueeze(1), x,
                                 y.transpose(1, 2), beta=0.25, alpha=-0.5)
         quarter.add_(_norms_squared(x).unsqueeze(2), alpha=0.25)
-        half = quarter.clamp_min(EPS_SQ / 4).sqrt_()
         skewed, cells = _skewed_buffer(m, n, (N,), x)
-        # tanh into a contiguous tensor, then one copy into the DP's skewed
-        # layout: cheaper than tanh writing strided, and the slope below
-        # reads contiguous memory.
-        stripe = torch.tanh(half)
-        cells.permute(2, 0, 1).copy_(stripe)
+        # Formula 1 written straight into the DP's skewed layout: the clamp
+        # writes there, sqrt and tanh follow in place (no intermediate, no
+        # copy; the same operations, so the same bits).
+        stripe = cells.permute(2, 0, 1)
+        torch.clamp_min(quarter, EPS_SQ / 4, out=stripe).sqrt_().tanh_()
         if not any(ctx.needs_input_grad):
             return _value(cells)
-        # d tanh(e/2)/d sq = (1 - t^2) / (4 e) = (1 - t^2) / (8 half); the
-        # backward pass applies the constant, so keep (1 - t^2) / half, and 0
-        # where the clamp is active: there the divisor is +inf (threshold
-        # keeps exactly the quarters >= EPS_SQ / 4, where sqrt gives half).
-        slope = torch.addcmul(torch.ones_like(half), stripe, stripe, value=-1)
+        # d tanh(e/2)/d sq = (1 - t^2) / (4 e) = (1 - t^2) / (8 half), with
+        # half = e / 2; the backward pass applies the constant, so keep
+        # (1 - t^2) / half, and 0 where the clamp is active: there the divisor
+        # is +inf (threshold keeps exactly the quarters >= EPS_SQ / 4, where
+        # sqrt gives half).  ones_like(quarter) first: slope comes out
+        # contiguous, the layout the products of the backward pass want.
+        slope = torch.addcmul(torch.ones_like(quarter), stripe, stripe,
+                              value=-1)
         slope.div_(F.threshold(quarter, _BELOW_CLAMP[quarter.dtype],
                                    float("inf")).sqrt_())
         table = _table_forward(skewed)
