@@ -114,6 +114,19 @@ def test_backward_scratch_reuse_leaves_no_trace():
     np.testing.assert_array_equal(kept.numpy(), kept_copy.numpy())
 
 
+def test_backward_under_inference_mode_does_not_spoil_the_scratch():
+    # Buffers made under inference_mode cannot be written outside it; a
+    # backward there must not leave them for the next ordinary backward.
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(3, 4, 5, generator=gen, requires_grad=True)
+    y = torch.randn(3, 4, 5, generator=gen)
+    out = torch_impl.batch_local_dist(x, y).sum()
+    with torch.inference_mode():
+        inside = torch.autograd.grad(out, x, retain_graph=True)[0].clone()
+    outside = torch.autograd.grad(out, x)[0]
+    np.testing.assert_array_equal(outside.numpy(), inside.numpy())
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_local_dist_any_block_split_is_bitwise_the_same(dtype):
     gen = torch.Generator().manual_seed(11)

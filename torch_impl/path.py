@@ -141,15 +141,24 @@ class _FlowScratch(threading.local):
 
 _flow_scratch = _FlowScratch()
 
+# Tables up to this many elements (4 MiB of float32) use the scratch: beyond,
+# allocation is small next to the arithmetic, and the scratch would hold on to
+# a large buffer for good.
+_SCRATCH_MAX_ELEMENTS = 1 << 20
+
 
 def _flow_buffers(table, reuse):
     """``(flow, its seeded cell, w_up, w_left, views of the reverse loop)``.
 
-    ``reuse`` takes them from the per-thread scratch (CPU only: on a GPU a
-    buffer reused across calls could race with work on another stream).
+    ``reuse`` takes them from the per-thread scratch, for small tables on the
+    CPU only (on a GPU a buffer reused across calls could race with work on
+    another stream) and never under ``torch.inference_mode`` (buffers made
+    there could not be written outside it).
     """
     key = (table.shape, table.dtype, table.device)
-    reuse = reuse and table.device.type == "cpu"
+    reuse = (reuse and table.device.type == "cpu"
+             and table.numel() <= _SCRATCH_MAX_ELEMENTS
+             and not torch.is_inference_mode_enabled())
     if reuse and _flow_scratch.key == key:
         return _flow_scratch.buffers
     steps, m = table.shape[0], table.shape[1] - 1
