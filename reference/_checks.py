@@ -56,6 +56,12 @@ def feature_pair(func, x, y, x_doc, y_doc, rank):
     return x, y
 
 
+def batch_pair(func, x, y):
+    """Check the two arrays of aligned pairs ``[N, m, d]``, ``[N, n, d]``."""
+    feature_pair(func, x, y, "(N, m, d)", "(N, n, d)", rank=3)
+    same_size(func, "y", y, 0, x.shape[0], "the number of pairs in x")
+
+
 def labels_array(func, labels, n):
     """Check identity labels: a 1-D integer ndarray with one label per sample."""
     if not isinstance(labels, np.ndarray):

@@ -173,8 +173,7 @@ def batch_euclidean_dist(x, y):
     >>> reference.batch_euclidean_dist(np.zeros((2, 1, 2)), np.ones((2, 3, 2))).shape
     (2, 1, 3)
     """
-    _checks.feature_pair("batch_euclidean_dist", x, y, "(N, m, d)", "(N, n, d)", rank=3)
-    _checks.same_size("batch_euclidean_dist", "y", y, 0, x.shape[0], "the number of pairs in x")
+    _checks.batch_pair("batch_euclidean_dist", x, y)
     return _euclidean(x, y)
 
 
@@ -200,8 +199,7 @@ def batch_euclidean_dist_vjp(x, y, grad_out):
     >>> gx.round(4)
     array([[[-0.7071, -0.7071]]])
     """
-    _checks.feature_pair("batch_euclidean_dist_vjp", x, y, "(N, m, d)", "(N, n, d)", rank=3)
-    _checks.same_size("batch_euclidean_dist_vjp", "y", y, 0, x.shape[0], "the number of pairs in x")
+    _checks.batch_pair("batch_euclidean_dist_vjp", x, y)
     _checks.grad_like("batch_euclidean_dist_vjp", grad_out, (x.shape[0], x.shape[1], y.shape[1]),
                       x.dtype)
     return _euclidean_vjp(x, y, grad_out)

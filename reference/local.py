@@ -100,8 +100,7 @@ def batch_local_dist(x, y):
     >>> reference.batch_local_dist(np.zeros((1, 2, 3)), np.zeros((1, 2, 3)))
     array([1.5e-06])
     """
-    _checks.feature_pair("batch_local_dist", x, y, "(N, m, d)", "(N, n, d)", rank=3)
-    _checks.same_size("batch_local_dist", "y", y, 0, x.shape[0], "the number of pairs in x")
+    _checks.batch_pair("batch_local_dist", x, y)
     return _pair_dist(x, y)
 
 
@@ -127,7 +126,6 @@ def batch_local_dist_vjp(x, y, grad_out):
     >>> gx.round(4)
     array([[[-0.2225, -0.2225]]])
     """
-    _checks.feature_pair("batch_local_dist_vjp", x, y, "(N, m, d)", "(N, n, d)", rank=3)
-    _checks.same_size("batch_local_dist_vjp", "y", y, 0, x.shape[0], "the number of pairs in x")
+    _checks.batch_pair("batch_local_dist_vjp", x, y)
     grad_out = _checks.grad_like("batch_local_dist_vjp", grad_out, (x.shape[0],), x.dtype)
     return _pair_dist_vjp(x, y, grad_out)
