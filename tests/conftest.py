@@ -6,7 +6,8 @@ them with your module(s), ``--impl-array numpy|torch`` says what arrays it takes
 
 A built-in package that exists but fails to import is an error; one not written yet is
 named in the report header. A contract function that a built-in package lacks fails the
-test; one that the bridge or a user's module lacks is skipped as "not provided".
+test; one that the bridge or a user's module lacks is skipped as "not provided", unless
+the bridge promises it (``PARTIAL``).
 """
 import importlib.util
 import os
@@ -27,7 +28,9 @@ PROFILE = os.environ.get("ALIGNEDREID_PROFILE", "ci" if os.environ.get("CI") els
 settings.load_profile(PROFILE)
 
 BUILTIN = ("reference", "numba_impl", "torch_impl", "numba_impl.autograd")
-PARTIAL = {"numba_impl.autograd"}  # the bridge covers only the torch-facing functions
+# The bridge covers only the torch-facing functions; these it promises, so their tests
+# fail rather than skip if it ever loses one.
+PARTIAL = {"numba_impl.autograd": ("shortest_dist", "batch_local_dist", "local_dist")}
 
 
 def pytest_addoption(parser):
@@ -89,6 +92,9 @@ def impl(request):
     needed = marker.args if marker else ()
     missing = [fn for fn in needed if not implementation.provides(fn)
                and not (fn.endswith("_vjp") and implementation.array == "torch")]
+    broken = [fn for fn in missing if fn in PARTIAL.get(name, ())]
+    if broken:
+        pytest.fail(f"{name} is missing function(s) it promises: {', '.join(broken)}")
     if missing and partial:
         pytest.skip(f"{name} does not provide {', '.join(missing)} (not provided)")
     if missing:
