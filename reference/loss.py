@@ -1,4 +1,5 @@
 """Triplet loss on mined distances, and the global and local losses of AlignedReID."""
+import math
 import numbers
 
 import numpy as np
@@ -15,9 +16,9 @@ class TripletLoss:
     Parameters
     ----------
     margin : float or None
-        With a margin: ``mean(max(0, ap - an + margin))``. With ``None``, the soft
-        margin ``mean(log(1 + exp(ap - an)))``, computed as ``logaddexp(0, ap - an)`` so
-        that large differences do not overflow.
+        With a finite margin: ``mean(max(0, ap - an + margin))``; an infinite or NaN
+        margin is refused. With ``None``, the soft margin ``mean(log(1 + exp(ap - an)))``,
+        computed as ``logaddexp(0, ap - an)`` so that large differences do not overflow.
 
     Examples
     --------
@@ -30,6 +31,9 @@ class TripletLoss:
     def __init__(self, margin=None):
         if margin is not None and (not isinstance(margin, numbers.Real) or isinstance(margin, bool)):
             raise TypeError(f"TripletLoss: margin must be a real number or None; got {margin!r}")
+        if margin is not None and not math.isfinite(margin):
+            # inf - inf and 0 * inf would make the loss or its slope NaN: no meaning to keep
+            raise ValueError(f"TripletLoss: margin must be finite (or None); got {margin!r}")
         self.margin = None if margin is None else float(margin)
 
     def __repr__(self):

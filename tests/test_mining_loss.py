@@ -54,6 +54,50 @@ def test_soft_margin_does_not_overflow(impl):
     np.testing.assert_allclose(got, 200.0, rtol=1e-6, err_msg=f"{impl.name}: log(1 + e^200)")
 
 
+@pytest.mark.uses("TripletLoss")
+@pytest.mark.parametrize("margin", [float("nan"), float("inf"), -float("inf"), np.float32("nan")],
+                         ids=["nan", "inf", "-inf", "float32 nan"])
+def test_triplet_loss_refuses_non_finite_margin(impl, margin):
+    # With margin +-inf the hinge is inf - inf or 0 * inf somewhere (NaN loss or slope);
+    # a NaN margin has no meaning. The contract refuses them, in every implementation.
+    with pytest.raises(ValueError, match=r"\bmargin\b"):
+        impl.function("TripletLoss")(margin)
+
+
+def _triplet_loss_grad(impl, margin, ap, an):
+    """``(grad_ap, grad_an)`` of the module's TripletLoss at ``(ap, an)``, as NumPy."""
+    tri = impl.function("TripletLoss")(margin)
+    if impl.array == "numpy":
+        return tri.vjp(ap, an)
+    ap_t, an_t = impl.to_native(ap, requires_grad=True), impl.to_native(an, requires_grad=True)
+    tri(ap_t, an_t).backward()
+    return impl.to_numpy(ap_t.grad), impl.to_numpy(an_t.grad)
+
+
+# Differences ap - an from -1e5 to 1e5: softplus(1e5) overflows as log(1 + e^z), and the
+# slope e^z / (1 + e^z) is inf / inf there, the pitfall of hand-written soft margins.
+_Z = np.array([-1e5, -100.0, -20.0, -1.0, 0.0, 1.0, 20.0, 100.0, 1e5])
+
+
+@pytest.mark.uses("TripletLoss")
+@pytest.mark.parametrize("margin", [None, 0.3, 1e6, -1e6])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_triplet_loss_extreme_differences(impl, margin, dtype):
+    ap, an = _Z.astype(dtype), np.zeros(len(_Z), dtype)
+    want_loss, want_grads = reference.TripletLoss(margin)(ap, an), reference.TripletLoss(margin).vjp(ap, an)
+    got = impl.to_numpy(impl("TripletLoss", margin)(impl.to_native(ap), impl.to_native(an)))
+    u, n = error_model.unit_roundoff(dtype), len(_Z)
+    # Each term (softplus or hinge, |term| <= |z| + |margin|) to a few u, then a mean of n
+    # terms: (n + 8) u times the largest term.
+    scale = np.abs(_Z).max() + (0 if margin is None else abs(margin))
+    assert_within(got, want_loss, (n + 8) * u * scale, impl, f"TripletLoss({margin})", [ap, an])
+    # Slopes are 0 or 1 (hinge) or the logistic function (to a few u), scaled by 1/n.
+    for name, g, w in zip(("grad_ap", "grad_an"), _triplet_loss_grad(impl, margin, ap, an),
+                          want_grads):
+        assert g.dtype == dtype, f"{impl.name}: TripletLoss {name} has dtype {g.dtype}"
+        assert_within(g, w, 8 * u / n, impl, f"TripletLoss({margin}) -> {name}", [ap, an])
+
+
 def _batch(seed, ids, dtype, stripes=4, dim=6):
     rng = np.random.default_rng(seed)
     local_feat = rng.normal(size=(len(ids), stripes, dim)).astype(dtype)

@@ -1,7 +1,7 @@
 """PyTorch implementation of the AlignedReID local distance (CPU and CUDA).
 
 Everything is differentiable through autograd, keeps the input's dtype
-(float32 or float64) and device, and follows ``/CONTRACT.md``.
+(float32 or float64) and device, and follows ``docs/contract.md``.
 ``shortest_dist`` is bitwise equal to the cell-by-cell recurrence.
 """
 

@@ -1,5 +1,6 @@
 """Triplet loss and the global and local losses of AlignedReID."""
 
+import math
 import numbers
 
 import torch
@@ -16,8 +17,9 @@ class TripletLoss:
     Parameters
     ----------
     margin : float, optional
-        With a margin: ``mean(max(0, ap - an + margin))`` (the derivative is 0
-        where ``ap - an + margin == 0``).  ``None``: the soft margin
+        With a finite margin: ``mean(max(0, ap - an + margin))`` (the
+        derivative is 0 where ``ap - an + margin == 0``); an infinite or NaN
+        margin is refused.  ``None``: the soft margin
         ``mean(log(1 + exp(ap - an)))``, computed without overflow.
 
     Examples
@@ -34,6 +36,10 @@ class TripletLoss:
             raise TypeError(
                 f"TripletLoss: margin must be a real number or None; got "
                 f"{type(margin).__name__}")
+        if margin is not None and not math.isfinite(margin):
+            # inf - inf and 0 * inf would make the loss or its slope NaN
+            raise ValueError(
+                f"TripletLoss: margin must be finite (or None); got {margin!r}")
         self.margin = None if margin is None else float(margin)
 
     def __repr__(self):
