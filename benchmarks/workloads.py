@@ -46,7 +46,7 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def median_seconds(fns, device, repeats, rounds=3, warmup=1):
+def median_seconds(fns, device, repeats, rounds=3, warmup=1, between=None):
     """Median wall time of every callable in ``fns`` (name -> callable).
 
     Each callable is timed in ``rounds`` blocks of consecutive calls (after
@@ -55,6 +55,8 @@ def median_seconds(fns, device, repeats, rounds=3, warmup=1):
     their order rotating from round to round: on a shared machine a slow phase
     then falls on every row alike, not on whichever row ran during it.
     Each callable is timed at least ``repeats`` times (whole blocks).
+    ``between`` (untimed) runs before every call, the other work of a real
+    loop that the timed calls are interleaved with.
     """
     names = list(fns)
     times = {name: [] for name in names}
@@ -65,9 +67,14 @@ def median_seconds(fns, device, repeats, rounds=3, warmup=1):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             for _ in range(warmup):
+                if between is not None:
+                    between()
                 fns[name]()
             _sync(device)
             for _ in range(per_block):
+                if between is not None:
+                    between()
+                    _sync(device)
                 start = time.perf_counter()
                 fns[name]()
                 _sync(device)
@@ -87,8 +94,9 @@ def _features(count, device, dtype=torch.float32, seed=0):
     return x.to(device)
 
 
-def _time_rows(work, candidates, device, repeats):
-    """Rows for ``candidates`` (name -> (callable or None, note)), timed together.
+def _time_rows(work, candidates, device, repeats, between=None):
+    """Rows for ``candidates`` (name -> (callable or None, note)), timed together
+    (``between`` as in ``median_seconds``).
 
     A callable of ``None`` or one that raises on its first call (a broken optional
     row must not end the run) becomes a row "not available" with the reason.
@@ -99,13 +107,16 @@ def _time_rows(work, candidates, device, repeats):
             rows[name] = _row(work, name, note=f"not available ({note})")
             continue
         try:
+            if between is not None:
+                between()
             fn()
         except Exception as exc:
             rows[name] = _row(work, name,
                               note=f"not available ({type(exc).__name__}: {exc})")
             continue
         ready[name] = fn
-    for name, seconds in median_seconds(ready, device, repeats).items():
+    for name, seconds in median_seconds(ready, device, repeats,
+                                        between=between).items():
         rows[name] = _row(work, name, seconds, note=candidates[name][1] or "")
     return [rows[name] for name in candidates]
 
@@ -169,6 +180,60 @@ def training_step(device, quick):
     goals = [("torch_impl", ">= 5x faster than naive", 5.0),
              ("numba_impl.autograd", ">= 20x faster than naive", 20.0)]
     return rows, _speedup_goals(rows, work, goals)
+
+
+class _StripeCNN:
+    """The rest of a training step around the local loss: a small convolutional
+    network whose 8 pooled rows are the stripe features (``[128, 8, 128]``, the
+    isolated training row's size), its backward pass and an SGD step: about
+    0.1 GFLOP and tens of MB of activations that leave the caches, the torch and
+    BLAS thread pools in the state a real step leaves them."""
+
+    def __init__(self, device, pairs):
+        gen = torch.Generator().manual_seed(6)
+        torch.manual_seed(6)
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 64, 3, padding=1, stride=2), torch.nn.ReLU(),
+            torch.nn.Conv2d(64, FEATURES, 3, padding=1),
+            torch.nn.AdaptiveAvgPool2d((STRIPES, 1))).to(device)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=1e-3)
+        self.images = torch.randn(pairs, 3, 4 * STRIPES, 16, generator=gen).to(device)
+        self.partner = torch.randperm(pairs, generator=gen).to(device)
+        self.out = self.x = None
+
+    def step(self):
+        """Backward of the previous local loss into the network, an SGD step, and
+        the next forward: leaves the leaf features ``self.x`` for the loss."""
+        if self.x is not None and self.x.grad is not None:
+            self.out.backward(self.x.grad)
+            self.opt.step()
+        self.opt.zero_grad()
+        self.out = self.net(self.images).squeeze(3).transpose(1, 2)
+        self.x = self.out.detach().requires_grad_()
+
+    def loss(self, fn):
+        """The timed part: a local loss's forward and backward on the features."""
+        def run():
+            x = self.x
+            fn(x, x[self.partner]).sum().backward()
+        return run
+
+
+def training_in_step(device, quick):
+    """The training row's loss, timed inside whole training steps of a CNN."""
+    import torch_impl
+
+    work, pairs = "training (in a step)", 128
+    repeats = 12 if quick else 30
+    cnn = _StripeCNN(device, pairs)
+    bridge, missing = _optional("numba_impl.autograd", "batch_local_dist")
+    rows = _time_rows(work, {
+        "naive": (cnn.loss(naive.batch_local_dist), ""),
+        "torch_impl": (cnn.loss(torch_impl.batch_local_dist), ""),
+        "numba_impl.autograd": (cnn.loss(bridge) if bridge else None, missing),
+    }, device, repeats, between=cnn.step)
+    return rows, []
 
 
 def _diagonal_ops(d):
@@ -404,6 +469,7 @@ def _peak_goal(rows, work, name, limit_mb, text):
 
 WORKLOADS = {
     "training": training_step,
+    "training-in-step": training_in_step,
     "large-batch": large_batch,
     "query-gallery": query_gallery,
 }

@@ -28,6 +28,29 @@ def test_median_seconds_times_every_row_alike_in_rotating_blocks():
     assert all(len(set(b)) == 1 for b in blocks), blocks
 
 
+def test_between_runs_untimed_before_every_call():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "ab"}
+    workloads.median_seconds(fns, "cpu", repeats=2, rounds=2, warmup=1,
+                             between=lambda: calls.append("other work"))
+    # Warm-up and timed calls alike follow the other work, as in a real loop.
+    assert calls[0::2] == ["other work"] * (len(calls) // 2)
+    assert calls[1::2] == ["a", "a", "b", "b", "b", "b", "a", "a"]
+
+
+def test_the_in_step_row_times_the_loss_of_fresh_features():
+    # Each step backpropagates the previous loss into the network and makes new
+    # features: the loss row must see features that change, with their gradient.
+    cnn = workloads._StripeCNN("cpu", pairs=4)
+    cnn.step()
+    first = cnn.x.clone()
+    cnn.loss(lambda x, y: (x - y).square().sum((1, 2)))()
+    assert cnn.x.grad is not None and cnn.x.shape == (4, workloads.STRIPES,
+                                                      workloads.FEATURES)
+    cnn.step()
+    assert not torch.equal(cnn.x, first), "the SGD step did not change the features"
+
+
 def test_a_row_that_raises_is_reported_not_fatal():
     def broken():
         raise RuntimeError("no kernel for this input")
