@@ -45,15 +45,19 @@ def softplus(z):
 def mine_anchor(dist, labels, a):
     """Hardest positive and negative of anchor ``a``; ``-1`` when it has no negative.
 
-    Strict comparisons in ascending order give ties to the lowest index.
+    Strict comparisons in ascending order give ties to the lowest index. NaN counts as
+    the extreme for both (as ``np.argmax``/``np.argmin`` treat it): the first NaN
+    candidate is taken and kept, so a NaN distance is never skipped for a finite one.
     """
     best_p = -1
     best_n = -1
+    p_val = dist[a, a]
+    n_val = dist[a, a]
     for b in range(dist.shape[0]):
         v = dist[a, b]
         if labels[b] == labels[a]:
-            if best_p < 0 or v > dist[a, best_p]:
-                best_p = b
-        elif best_n < 0 or v < dist[a, best_n]:
-            best_n = b
+            if best_p < 0 or (p_val == p_val and (v > p_val or v != v)):
+                best_p, p_val = b, v
+        elif best_n < 0 or (n_val == n_val and (v < n_val or v != v)):
+            best_n, n_val = b, v
     return best_p, best_n

@@ -82,3 +82,32 @@ def distance_matrices(draw, n, dtype=None, ties=None):
     elements = (st.sampled_from([0.0, 0.5, 1.0]) if ties
                 else st.floats(0, 4, width=np.finfo(dtype).bits, allow_subnormal=False))
     return draw(hnp.arrays(dtype, (n, n), elements=elements))
+
+
+# --- issue 9: extreme values and NaN in mining
+#: Entries that mining must rank like np.argmax/argmin do: NaN first (the extreme for both
+#: the hardest positive and the hardest negative), then the infinities, zeros of both signs.
+_SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e5]
+
+
+@st.composite
+def extreme_distance_matrices(draw, n, dtype=None):
+    """Square matrices ``[n, n]`` mixing ordinary distances with NaN, ``±inf``, values near
+    ``1e5`` (a few ulps apart) and near 0 (subnormals included).
+
+    Each matrix draws a small pool of such values and fills its entries from the pool, so
+    that equal values, hence ties among NaNs, infinities and near-equal numbers, are common.
+    """
+    dtype = draw(DTYPES) if dtype is None else dtype
+    width = np.finfo(dtype).bits
+
+    def floats(low, high):  # bounds rounded to the dtype, as Hypothesis demands
+        return st.floats(float(dtype(low)), float(dtype(high)), width=width)
+
+    pool = draw(st.lists(st.one_of(
+        st.sampled_from(_SPECIAL),
+        floats(0, 4),
+        floats(1e5 * (1 - 1e-6), 1e5 * (1 + 1e-6)),
+        floats(-1e-30, 1e-30),
+    ), min_size=1, max_size=6))
+    return draw(hnp.arrays(dtype, (n, n), elements=st.sampled_from(pool)))

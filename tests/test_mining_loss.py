@@ -7,15 +7,18 @@ from hypothesis import strategies as st
 import reference
 from reference import error_model
 from tests.assertions import assert_bitwise, assert_within
-from tests.strategies import distance_matrices, labels
+from tests.strategies import distance_matrices, extreme_distance_matrices, labels
 
 
 @pytest.mark.uses("hard_example_mining")
+@pytest.mark.parametrize("matrices", [distance_matrices, extreme_distance_matrices],
+                         ids=["ordinary", "extreme"])
 @given(labels(), st.data())
-def test_mining_is_an_exact_selection(impl, ids, data):
+def test_mining_is_an_exact_selection(impl, matrices, ids, data):
     # Mining only compares and selects, so values and indices must match exactly,
-    # ties (lowest index wins) and unbalanced identities included.
-    dist = data.draw(distance_matrices(len(ids)))
+    # ties (lowest index wins) and unbalanced identities included. With NaN, +-inf and
+    # near-equal values: NaN is the extreme for both choices, the first one wins.
+    dist = data.draw(matrices(len(ids)))
     got = impl("hard_example_mining", dist, ids, return_inds=True)
     want = reference.hard_example_mining(dist, ids, return_inds=True)
     for k, name in enumerate(("dist_ap", "dist_an", "p_inds", "n_inds")):
