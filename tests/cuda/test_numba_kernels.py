@@ -164,6 +164,20 @@ def test_mining_and_losses(block, dtype, margin, rng):
            reference.local_loss_vjp(ref_tri, feat, p_inds, n_inds), rtol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mining_with_nan_and_infinities(block, dtype, rng):
+    # NaN is the extreme for both hard examples (first NaN wins), as in the oracle.
+    labels = np.array([0, 0, 0, 1, 1, 2, 0, 2, 1])
+    dist = rng.random((9, 9)).astype(dtype)
+    dist[0, 1] = np.nan  # a NaN positive that is not the first candidate
+    dist[1, [3, 4, 7]] = [0.5, np.nan, np.nan]  # NaN negatives: the first one wins
+    dist[2, 6], dist[5, [0, 2]] = np.inf, -np.inf
+    dist[3, [0, 2]] = 0.0  # a tie
+    for got, want in zip(numba_impl.hard_example_mining(_dev(dist), labels, return_inds=True),
+                         reference.hard_example_mining(dist, labels, return_inds=True)):
+        np.testing.assert_array_equal(_host(got), want)  # a selection: exact, NaN included
+
+
 def test_no_negative_is_refused():
     with pytest.raises(ValueError, match="hard_example_mining: anchor 0 has no negative"):
         numba_impl.hard_example_mining(_dev(np.zeros((3, 3))), np.zeros(3, dtype=np.int64))
