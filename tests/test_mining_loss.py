@@ -51,6 +51,25 @@ def test_triplet_loss(impl, margin, n, seed, dtype):
 
 
 @pytest.mark.uses("TripletLoss")
+@pytest.mark.parametrize("margin", [0.3, None])
+@given(st.integers(2, 16).flatmap(extreme_distance_matrices))
+def test_triplet_loss_with_extreme_distances(impl, margin, dist):
+    # NaN, +-inf, near-1e5 and near-0 distances: NaN and inf exactly where the oracle has
+    # them (inf - inf and NaN give NaN, ap = inf gives inf). Error model as in
+    # test_triplet_loss, relative to the largest finite term instead of 4.
+    ap, an = dist[0], dist[1]
+    loss = reference.TripletLoss(margin)
+    got = impl.to_numpy(impl("TripletLoss", margin)(impl.to_native(ap), impl.to_native(an)))
+    with np.errstate(invalid="ignore"):
+        z = np.abs(ap.astype(np.float64) - an)
+    largest = max(1.0, float(np.max(z[np.isfinite(z)], initial=0.0)))
+    tol = 2 * (len(ap) + 8) * error_model.unit_roundoff(dist.dtype) * 4 * largest
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = loss(ap, an)
+    assert_within(got, want, tol, impl, f"TripletLoss({margin})", [ap, an])
+
+
+@pytest.mark.uses("TripletLoss")
 def test_soft_margin_does_not_overflow(impl):
     ap, an = np.array([200.0], np.float32), np.array([0.0], np.float32)
     got = impl.to_numpy(impl("TripletLoss", None)(impl.to_native(ap), impl.to_native(an)))
