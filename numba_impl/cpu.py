@@ -68,7 +68,7 @@ def _shortest_kernel(d, out):
     for b in prange(blocks):
         p0 = b * PAIR_BLOCK
         count = min(PAIR_BLOCK, pairs - p0)
-        table = np.empty((2, n, PAIR_BLOCK), dtype=d.dtype)
+        table = np.empty((2, n, count), dtype=d.dtype)  # by the work: see _local_tile_kernel
         dp_forward(d, m, n, p0, count, table)
         for c in range(count):
             out[p0 + c] = table[(m - 1) % 2, n - 1, c]
@@ -81,7 +81,7 @@ def _shortest_vjp_kernel(d, grad_out, half, grad):
     for b in prange(blocks):
         p0 = b * PAIR_BLOCK
         count = min(PAIR_BLOCK, pairs - p0)
-        table = np.empty((m, n, PAIR_BLOCK), dtype=d.dtype)
+        table = np.empty((m, n, count), dtype=d.dtype)
         dp_forward(d, m, n, p0, count, table)
         dp_backward(table, grad_out, half, m, n, p0, count, grad)
 
@@ -456,8 +456,10 @@ def _local_tile_kernel(dots, xx, yy, m, n, half, clamp, out):
         q = item // blocks
         g0 = (item % blocks) * PAIR_BLOCK
         count = min(PAIR_BLOCK, gallery - g0)
-        stripes = np.empty((m, n, PAIR_BLOCK), dtype=dots.dtype)
-        table = np.empty((2, n, PAIR_BLOCK), dtype=dots.dtype)
+        # Sized by the pairs of this item, not by PAIR_BLOCK: with many stripes and few
+        # pairs a worst-case buffer was hundreds of MiB, every page of it touched.
+        stripes = np.empty((m, n, count), dtype=dots.dtype)
+        table = np.empty((2, n, count), dtype=dots.dtype)
         for i in range(m):
             row = q * m + i
             for j in range(n):
