@@ -6,7 +6,8 @@ data's dtype, because a Python float constant would turn float32 arithmetic into
 float64. No fast-math anywhere: formula 2 must match the oracle bit for bit.
 ``error_model="numpy"`` (IEEE division, no zero check) lets LLVM vectorise loops that
 divide; no kernel here divides by zero. ``nogil`` lets ``local_dist`` overlap a kernel
-with BLAS. ``cache=True`` keys on this file only: after editing ``_dp.py``,
+with BLAS. Parallel kernels may be called from several Python threads at once: under a
+threading layer that is not thread-safe (``workqueue``) they take turns (``_threads``). ``cache=True`` keys on this file only: after editing ``_dp.py``,
 ``_scalar.py`` or ``_tanh.py``, delete ``numba_impl/__pycache__/*.nb[ic]``.
 """
 import math
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit, prange
 
-from . import _dp, _scalar
+from . import _dp, _scalar, _threads
 from ._tanh import tanh
 
 NORM_EPS = 1e-12
@@ -30,7 +31,15 @@ TILE_BYTES = 256 * 2**20
 TILE_QUERIES = 64
 
 _jit = njit(cache=True, nogil=True, error_model="numpy")
-_pjit = njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+_parallel = njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+
+
+def _pjit(func):
+    """A parallel kernel, serialised across Python threads where Numba's threading layer
+    is not thread-safe (``_threads``)."""
+    return _threads.serialised_when_unsafe(_parallel(func))
+
+
 dp_forward = _jit(_dp.dp_forward)
 dp_backward = _jit(_dp.dp_backward)
 _clamped = _jit(_scalar.clamped)

@@ -1,0 +1,45 @@
+"""Parallel kernels that several Python threads may call at once, whatever Numba's threading layer.
+
+Numba's ``workqueue`` layer (its fallback where neither OpenMP nor TBB is installed) is
+not thread-safe: two Python threads inside ``parallel=True`` code at the same time abort
+the process. The ``omp`` and ``tbb`` layers are thread-safe. Which layer runs is known
+only after the first parallel launch (``numba.threading_layer()``), so calls are
+serialised by one lock until then, and afterwards only where the layer is not known to be
+thread-safe; elsewhere they run concurrently, without the lock.
+"""
+import functools
+import threading
+
+import numba
+
+#: Layers that Numba documents as safe for concurrent launches from several threads.
+THREAD_SAFE_LAYERS = frozenset({"omp", "tbb"})
+
+_lock = threading.Lock()
+_concurrent = None  # None until a parallel kernel has run and the layer is known
+
+
+def layer_is_thread_safe():
+    """True, False, or None while no parallel kernel has run yet (the layer is not chosen)."""
+    return _concurrent
+
+
+def serialised_when_unsafe(kernel):
+    """Wrap a ``parallel=True`` dispatcher: a call takes the lock unless the layer is thread-safe.
+
+    The wrapper keeps ``py_func`` (to compile serial twins of a kernel) and the name.
+    """
+
+    @functools.wraps(kernel)
+    def call(*args):
+        global _concurrent
+        if _concurrent:
+            return kernel(*args)
+        with _lock:
+            result = kernel(*args)
+            _concurrent = numba.threading_layer() in THREAD_SAFE_LAYERS
+        return result
+
+    call.py_func = kernel.py_func
+    call.dispatcher = kernel
+    return call
