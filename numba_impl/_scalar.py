@@ -33,6 +33,34 @@ def stripe_coef(sq, flow, half, clamp):
     return flow * ((half + half - t * t) * half) / e
 
 
+def scaled_norm(x, o, k, eps):
+    """``(s, ||x[o, :, k] / s||)``: the norm of a vector of ``x`` without overflow.
+
+    ``s`` is 1 where the plain sum of squares is finite (the usual case: ``x / s`` is then
+    ``x``, bit for bit) and the vector's largest ``|x|`` where that sum overflows, so that
+    no finite vector's norm overflows. A vector holding ``±inf`` or NaN keeps ``s = 1``
+    (norm inf or NaN). ``eps`` (positive) gives the constant 1 in the data's dtype.
+    """
+    length = x.shape[1]
+    sq = x[o, 0, k] * x[o, 0, k]
+    for a in range(1, length):
+        sq += x[o, a, k] * x[o, a, k]
+    one = eps / eps
+    if sq == sq and sq - sq == sq - sq:  # finite (inf - inf and NaN are NaN)
+        return one, math.sqrt(sq)
+    largest = abs(x[o, 0, k])
+    for a in range(1, length):
+        v = abs(x[o, a, k])
+        largest = v if v > largest else largest
+    if not (sq == sq and largest - largest == largest - largest):  # NaN, or an infinite entry
+        return one, math.sqrt(sq)
+    total = eps - eps
+    for a in range(length):
+        r = x[o, a, k] / largest
+        total += r * r
+    return largest, math.sqrt(total)
+
+
 def softplus(z):
     """``logaddexp(0, z)`` with NumPy's branches, so the result matches np.logaddexp."""
     if z == 0:
