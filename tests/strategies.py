@@ -121,17 +121,20 @@ _HUGE_SCALES = {np.dtype(np.float32): [1e19, 1e30, 1e37],
 
 @st.composite
 def extreme_stripe_features(draw, pairs=None, dtype=None, max_images=4, max_stripes=6,
-                            max_dim=6):
+                            max_dim=6, images=None):
     """Stripe features ``x [M, m, d]``, ``y [N, n, d]`` at scales where squared norms overflow.
 
     Each image gets its own scale, drawn from ``_HUGE_SCALES`` or 1, so that huge images
     meet ordinary ones. Some stripes of ``y`` repeat stripes of ``x`` (distance 0 between
     huge vectors), and a few entries are ``±inf``, sometimes in the same feature of an
     ``x`` and a ``y`` stripe (``inf - inf``: NaN in the oracle, the only NaN allowed).
+    ``images`` fixes ``M`` (drawn images repeat before they are scaled).
     """
     dtype = np.dtype(draw(DTYPES) if dtype is None else dtype)
     x, y = draw(stripe_features(pairs=pairs, dtype=np.float64, max_images=max_images,
                                 max_stripes=max_stripes, max_dim=max_dim))
+    if images is not None:
+        x = x[np.arange(images) % len(x)]
     scales = st.sampled_from(_HUGE_SCALES[dtype] + [1.0])
     x *= np.array(draw(st.lists(scales, min_size=len(x), max_size=len(x))))[:, None, None]
     y *= np.array(draw(st.lists(scales, min_size=len(y), max_size=len(y))))[:, None, None]
