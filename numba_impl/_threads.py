@@ -19,9 +19,11 @@ _lock = threading.Lock()
 _concurrent = None  # None until a parallel kernel has run and the layer is known
 
 
-def layer_is_thread_safe():
-    """True, False, or None while no parallel kernel has run yet (the layer is not chosen)."""
-    return _concurrent
+def _chosen_layer_is_thread_safe():
+    try:
+        return numba.threading_layer() in THREAD_SAFE_LAYERS
+    except ValueError:  # no parallel launch yet (e.g. NUMBA_DISABLE_JIT): ask again later
+        return None
 
 
 def serialised_when_unsafe(kernel):
@@ -37,9 +39,9 @@ def serialised_when_unsafe(kernel):
             return kernel(*args)
         with _lock:
             result = kernel(*args)
-            _concurrent = numba.threading_layer() in THREAD_SAFE_LAYERS
+            _concurrent = _chosen_layer_is_thread_safe()
         return result
 
-    call.py_func = kernel.py_func
+    call.py_func = getattr(kernel, "py_func", kernel)  # NUMBA_DISABLE_JIT: the function
     call.dispatcher = kernel
     return call
