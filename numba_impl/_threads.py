@@ -43,5 +43,4 @@ def serialised_when_unsafe(kernel):
         return result
 
     call.py_func = getattr(kernel, "py_func", kernel)  # NUMBA_DISABLE_JIT: the function
-    call.dispatcher = kernel
     return call
