@@ -14,6 +14,10 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 CPU, GPU = "cpu", "gpu"
+#: The ndarray types taken as they are. Other subclasses are refused by name: the kernels
+#: would see ``np.matrix`` as a plain array of another shape and ignore a masked array's
+#: mask.
+PLAIN_ARRAYS = (np.ndarray, np.memmap)
 
 
 def _describe(value):
@@ -39,6 +43,12 @@ def is_gpu_array(value):
 def as_target(func, name, value):
     """Return ``(target, array)``: ``CPU`` for an ndarray, ``GPU`` (a Numba device array) otherwise."""
     if isinstance(value, np.ndarray):
+        if type(value) not in PLAIN_ARRAYS:
+            raise TypeError(
+                f"{func}: {name} must be a numpy.ndarray or a CUDA device array, not an ndarray "
+                f"subclass; got {_describe(value)} (convert with np.asarray, after deciding "
+                "what any masked entries should be)"
+            )
         return CPU, value
     if is_gpu_array(value):
         cuda = _cuda()

@@ -33,6 +33,34 @@ def stripe_coef(sq, flow, half, clamp):
     return flow * ((half + half - t * t) * half) / e
 
 
+def scaled_norm(x, o, k, eps):
+    """``(s, ||x[o, :, k] / s||)``: the norm of a vector of ``x`` without overflow.
+
+    ``s`` is 1 where the plain sum of squares is finite (the usual case: ``x / s`` is then
+    ``x``, bit for bit) and the vector's largest ``|x|`` where that sum overflows, so that
+    no finite vector's norm overflows. A vector holding ``±inf`` or NaN keeps ``s = 1``
+    (norm inf or NaN). ``eps`` (positive) gives the constant 1 in the data's dtype.
+    """
+    length = x.shape[1]
+    sq = x[o, 0, k] * x[o, 0, k]
+    for a in range(1, length):
+        sq += x[o, a, k] * x[o, a, k]
+    one = eps / eps
+    if sq == sq and sq - sq == sq - sq:  # finite (inf - inf and NaN are NaN)
+        return one, math.sqrt(sq)
+    largest = abs(x[o, 0, k])
+    for a in range(1, length):
+        v = abs(x[o, a, k])
+        largest = v if v > largest else largest
+    if not (sq == sq and largest - largest == largest - largest):  # NaN, or an infinite entry
+        return one, math.sqrt(sq)
+    total = eps - eps
+    for a in range(length):
+        r = x[o, a, k] / largest
+        total += r * r
+    return largest, math.sqrt(total)
+
+
 def softplus(z):
     """``logaddexp(0, z)`` with NumPy's branches, so the result matches np.logaddexp."""
     if z == 0:
@@ -45,15 +73,19 @@ def softplus(z):
 def mine_anchor(dist, labels, a):
     """Hardest positive and negative of anchor ``a``; ``-1`` when it has no negative.
 
-    Strict comparisons in ascending order give ties to the lowest index.
+    Strict comparisons in ascending order give ties to the lowest index. NaN counts as
+    the extreme for both (as ``np.argmax``/``np.argmin`` treat it): the first NaN
+    candidate is taken and kept, so a NaN distance is never skipped for a finite one.
     """
     best_p = -1
     best_n = -1
+    p_val = dist[a, a]
+    n_val = dist[a, a]
     for b in range(dist.shape[0]):
         v = dist[a, b]
         if labels[b] == labels[a]:
-            if best_p < 0 or v > dist[a, best_p]:
-                best_p = b
-        elif best_n < 0 or v < dist[a, best_n]:
-            best_n = b
+            if best_p < 0 or (p_val == p_val and (v > p_val or v != v)):
+                best_p, p_val = b, v
+        elif best_n < 0 or (n_val == n_val and (v < n_val or v != v)):
+            best_n, n_val = b, v
     return best_p, best_n

@@ -6,7 +6,8 @@ data's dtype, because a Python float constant would turn float32 arithmetic into
 float64. No fast-math anywhere: formula 2 must match the oracle bit for bit.
 ``error_model="numpy"`` (IEEE division, no zero check) lets LLVM vectorise loops that
 divide; no kernel here divides by zero. ``nogil`` lets ``local_dist`` overlap a kernel
-with BLAS. ``cache=True`` keys on this file only: after editing ``_dp.py``,
+with BLAS. Parallel kernels may be called from several Python threads at once: under a
+threading layer that is not thread-safe (``workqueue``) they take turns (``_threads``). ``cache=True`` keys on this file only: after editing ``_dp.py``,
 ``_scalar.py`` or ``_tanh.py``, delete ``numba_impl/__pycache__/*.nb[ic]``.
 """
 import math
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit, prange
 
-from . import _dp, _scalar
+from . import _dp, _scalar, _threads
 from ._tanh import tanh
 
 NORM_EPS = 1e-12
@@ -30,13 +31,22 @@ TILE_BYTES = 256 * 2**20
 TILE_QUERIES = 64
 
 _jit = njit(cache=True, nogil=True, error_model="numpy")
-_pjit = njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+_parallel = njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+
+
+def _pjit(func):
+    """A parallel kernel, serialised across Python threads where Numba's threading layer
+    is not thread-safe (``_threads``)."""
+    return _threads.serialised_when_unsafe(_parallel(func))
+
+
 dp_forward = _jit(_dp.dp_forward)
 dp_backward = _jit(_dp.dp_backward)
 _clamped = _jit(_scalar.clamped)
 _stripe_coef = _jit(_scalar.stripe_coef)
 _softplus = _jit(_scalar.softplus)
 _mine_anchor = _jit(_scalar.mine_anchor)
+_scaled_norm = _jit(_scalar.scaled_norm)
 
 
 @_jit
@@ -68,7 +78,7 @@ def _shortest_kernel(d, out):
     for b in prange(blocks):
         p0 = b * PAIR_BLOCK
         count = min(PAIR_BLOCK, pairs - p0)
-        table = np.empty((2, n, PAIR_BLOCK), dtype=d.dtype)
+        table = np.empty((2, n, count), dtype=d.dtype)  # by the work: see _local_tile_kernel
         dp_forward(d, m, n, p0, count, table)
         for c in range(count):
             out[p0 + c] = table[(m - 1) % 2, n - 1, c]
@@ -81,7 +91,7 @@ def _shortest_vjp_kernel(d, grad_out, half, grad):
     for b in prange(blocks):
         p0 = b * PAIR_BLOCK
         count = min(PAIR_BLOCK, pairs - p0)
-        table = np.empty((m, n, PAIR_BLOCK), dtype=d.dtype)
+        table = np.empty((m, n, count), dtype=d.dtype)
         dp_forward(d, m, n, p0, count, table)
         dp_backward(table, grad_out, half, m, n, p0, count, grad)
 
@@ -107,34 +117,33 @@ def shortest_dist_vjp(dist_mat, grad_out):
 # ------------------------------------------------------------------ normalize, formula 1
 @_pjit
 def _normalize_kernel(x, eps, out):
+    """``(x / s) / (||x / s|| + eps / s)`` per vector; ``s`` from ``_scalar.scaled_norm``."""
     outer, length, inner = x.shape
     for o in prange(outer):
         for k in range(inner):
-            sq = x[o, 0, k] * x[o, 0, k]
-            for a in range(1, length):
-                sq += x[o, a, k] * x[o, a, k]
-            scale = math.sqrt(sq) + eps
+            scale, norm = _scaled_norm(x, o, k, eps)
+            denom = norm + eps / scale
             for a in range(length):
-                out[o, a, k] = x[o, a, k] / scale
+                out[o, a, k] = (x[o, a, k] / scale) / denom
 
 
 @_pjit
 def _normalize_vjp_kernel(x, g, eps, out):
+    """The oracle's grouping: ``(g / s - (x / s) * (<x, g> / ||x|| / s))``, on ``x / c``
+    and divided by ``c`` where ``normalize`` rescales by ``c``."""
     outer, length, inner = x.shape
     for o in prange(outer):
         for k in range(inner):
-            sq = x[o, 0, k] * x[o, 0, k]
-            along = x[o, 0, k] * g[o, 0, k]
+            scale, norm = _scaled_norm(x, o, k, eps)
+            denom = norm + eps / scale
+            along = (x[o, 0, k] / scale) * g[o, 0, k]
             for a in range(1, length):
-                sq += x[o, a, k] * x[o, a, k]
-                along += x[o, a, k] * g[o, a, k]
-            norm = math.sqrt(sq)
-            scale = norm + eps
+                along += (x[o, a, k] / scale) * g[o, a, k]
             for a in range(length):
                 radial = eps - eps  # the radial term's limit is 0 for a zero vector
                 if norm > 0:
-                    radial = x[o, a, k] * along / (scale * scale * norm)
-                out[o, a, k] = g[o, a, k] / scale - radial
+                    radial = ((x[o, a, k] / scale) / denom) * (along / norm / denom)
+                out[o, a, k] = (g[o, a, k] / denom - radial) / scale
 
 
 def _three_axes(x, axis):
@@ -278,22 +287,50 @@ def _sumsq(row):
     return total
 
 
+def _expansion_limit(dtype):
+    """A bound on squared norms below which ``|x|^2 + |y|^2 - 2 x.y`` cannot overflow:
+    ``|2 x.y| <= |x|^2 + |y|^2`` keeps every term and the result below ``4 (|x|^2 + |y|^2)``."""
+    return np.dtype(dtype).type(np.finfo(dtype).max / 4)
+
+
 @_jit
-def _block_stripes(x, y, dots, half, clamp, p0, count, sq, t, d):
+def _redo_overflowed(x, y, sq):
+    """Entries of ``sq [m, n]`` (stripes ``x [m, d]``, ``y [n, d]``) that the norm expansion
+    left inf or NaN, again from explicit differences, as the oracle computes them.
+
+    A non-finite expansion means an overflow (or ``inf - inf``) in some intermediate; only
+    the explicit form tells a finite distance, ``inf`` and NaN apart. Finite entries had
+    no overflow and stay.
+    """
+    for i in range(sq.shape[0]):
+        for j in range(sq.shape[1]):
+            if not math.isfinite(sq[i, j]):
+                sq[i, j] = _sq_dist(x[i], y[j])
+
+
+@_jit
+def _block_stripes(x, y, dots, half, clamp, limit, p0, count, sq, t, d):
     """Pairs ``p0 .. p0+count-1``: squared distances ``sq`` and formula 1 ``t``
     (``[pairs, m, n]`` like ``dots``) by the norm expansion, as ``local_dist``; ``d`` gets
     formula 1 again with the pairs innermost (``[m, n, count]``), the layout of formula 2.
+    A pair whose squared norms add up to more than ``limit`` (``_expansion_limit``), inf
+    or NaN gets its non-finite entries from explicit differences (``_redo_overflowed``).
     """
     _, m, n = dots.shape
     norms = np.empty(n, dtype=x.dtype)
     for k in range(p0, p0 + count):
+        total = limit - limit  # sum of the pair's squared norms: at least the largest two
         for j in range(n):
             norms[j] = _sumsq(y[k, j])
+            total += norms[j]
         for i in range(m):
             norm_i = _sumsq(x[k, i])
+            total += norm_i
             dot, cell = dots[k, i], sq[k, i]
             for j in range(n):
                 cell[j] = norm_i + norms[j] - (dot[j] + dot[j])
+        if not total <= limit:
+            _redo_overflowed(x[k], y[k], sq[k])
     # formula 1 over the flat block: contiguous, so the compiled tanh vectorises
     flat_sq, flat_t = sq[p0:p0 + count].reshape(-1), t[p0:p0 + count].reshape(-1)
     for e in range(flat_sq.size):
@@ -313,7 +350,7 @@ def _coef(sq, t, flow, half, clamp):
 
 
 @_pjit
-def _batch_local_kernel(x, y, dots, half, clamp, sq, t, table, out):
+def _batch_local_kernel(x, y, dots, half, clamp, limit, sq, t, table, out):
     """Formula 1 then 2 per block of pairs, from the stripe dot products ``dots``. Keeps
     ``sq``, ``t`` and the whole table of formula 2 (``[blocks, m, n, block]``) for the
     backward pass."""
@@ -323,7 +360,7 @@ def _batch_local_kernel(x, y, dots, half, clamp, sq, t, table, out):
         p0 = b * block
         count = min(block, pairs - p0)
         d = np.empty((m, n, count), dtype=x.dtype)
-        _block_stripes(x, y, dots, half, clamp, p0, count, sq, t, d)
+        _block_stripes(x, y, dots, half, clamp, limit, p0, count, sq, t, d)
         dp_forward(d, m, n, 0, count, table[b])
         for c in range(count):
             out[p0 + c] = table[b, m - 1, n - 1, c]
@@ -381,13 +418,14 @@ def batch_local_forward(x, y):
     pairs, m, _ = x.shape
     n = y.shape[1]
     half, clamp, _ = _consts(x.dtype)
-    dots = np.matmul(x, y.transpose(0, 2, 1))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: see _redo_overflowed
+        dots = np.matmul(x, y.transpose(0, 2, 1))
     sq, t = np.empty_like(dots), np.empty_like(dots)
     block = min(pairs, PAIR_BLOCK)
     table = np.empty(((pairs + block - 1) // block, m, n, block), dtype=x.dtype)
     out = np.empty(pairs, dtype=x.dtype)
     kernel = _batch_local_serial if table.shape[0] == 1 else _batch_local_kernel
-    kernel(x, y, dots, half, clamp, sq, t, table, out)
+    kernel(x, y, dots, half, clamp, _expansion_limit(x.dtype), sq, t, table, out)
     return out, (sq, t, table)
 
 
@@ -440,13 +478,15 @@ def _squared_norms(rows):
 
 
 @_pjit
-def _local_tile_kernel(dots, xx, yy, m, n, half, clamp, out):
+def _local_tile_kernel(dots, xx, yy, x_rows, y_rows, safe, m, n, half, clamp, out):
     """Formula 1 then 2 for one tile of query x gallery pairs, from their stripe dot products.
 
     ``dots[q*m + i, j*G + g] = <x[q, i], y[g, j]>`` for the tile's ``Q`` queries and ``G``
-    gallery images; ``xx`` and ``yy`` are the squared norms in the same order. Squared
-    distances come from ``|x|^2 + |y|^2 - 2 x.y`` (cancellation error of order
-    ``eps * (|x|^2 + |y|^2)``, the price of using BLAS). The work items are (query, block
+    gallery images; ``xx`` and ``yy`` are the squared norms in the same order, and
+    ``x_rows``, ``y_rows`` the stripes themselves. Squared distances come from
+    ``|x|^2 + |y|^2 - 2 x.y`` (cancellation error of order ``eps * (|x|^2 + |y|^2)``, the
+    price of using BLAS); unless ``safe`` (``_expansion_is_safe``), the entries where that
+    is inf or NaN come from explicit differences instead, as in the oracle. The work items are (query, block
     of ``PAIR_BLOCK`` gallery images), so that every thread has work even for one query;
     each item's formula-1 loop and dynamic programme run over the block's pairs (vectorised).
     """
@@ -456,8 +496,10 @@ def _local_tile_kernel(dots, xx, yy, m, n, half, clamp, out):
         q = item // blocks
         g0 = (item % blocks) * PAIR_BLOCK
         count = min(PAIR_BLOCK, gallery - g0)
-        stripes = np.empty((m, n, PAIR_BLOCK), dtype=dots.dtype)
-        table = np.empty((2, n, PAIR_BLOCK), dtype=dots.dtype)
+        # Sized by the pairs of this item, not by PAIR_BLOCK: with many stripes and few
+        # pairs a worst-case buffer was hundreds of MiB, every page of it touched.
+        stripes = np.empty((m, n, count), dtype=dots.dtype)
+        table = np.empty((2, n, count), dtype=dots.dtype)
         for i in range(m):
             row = q * m + i
             for j in range(n):
@@ -466,9 +508,21 @@ def _local_tile_kernel(dots, xx, yy, m, n, half, clamp, out):
                 dot, norm, cell = dots[row, col:col + count], yy[col:col + count], stripes[i, j]
                 for c in range(count):
                     cell[c] = _stripe(xx[row] + norm[c] - (dot[c] + dot[c]), half, clamp)
+                if not safe:
+                    for c in range(count):
+                        if not math.isfinite(xx[row] + norm[c] - (dot[c] + dot[c])):
+                            cell[c] = _stripe(_sq_dist(x_rows[row], y_rows[col + c]), half,
+                                              clamp)
         dp_forward(stripes, m, n, 0, count, table)
         for c in range(count):
             out[q, g0 + c] = table[(m - 1) % 2, n - 1, c]
+
+
+def _expansion_is_safe(xx, yy):
+    """True when no ``|x|^2 + |y|^2 - 2 x.y`` over these squared norms can overflow (see
+    ``_expansion_limit``); False too when a norm is inf or NaN."""
+    top = float(xx.max()) + float(yy.max())  # in float64: no overflow; NaN stays NaN
+    return top <= float(_expansion_limit(xx.dtype))
 
 
 def _tile_sizes(x, y, chunk_size=None):
@@ -530,12 +584,15 @@ def local_dist(x, y, chunk_size=None, progress=False):
                 rows = (q1 - q0) * m
                 buffers.reverse()  # alternate: the kernel may still be reading the other
                 dots = buffers[0][:rows * y_tile.shape[0]].reshape(rows, -1)
-                np.matmul(x_rows[q0 * m:q1 * m], y_tile.T, out=dots)
+                x_tile, xx_tile = x_rows[q0 * m:q1 * m], xx[q0 * m:q1 * m]
+                with np.errstate(over="ignore", invalid="ignore"):  # handled in the kernel
+                    np.matmul(x_tile, y_tile.T, out=dots)
                 if pending is not None:
                     pending.result()
                     shown.update(done)
-                pending = worker.submit(_local_tile_kernel, dots, xx[q0 * m:q1 * m], yy, m, n,
-                                        half, clamp, out[q0:q1, g0:g1])
+                pending = worker.submit(_local_tile_kernel, dots, xx_tile, yy, x_tile, y_tile,
+                                        _expansion_is_safe(xx_tile, yy), m, n, half, clamp,
+                                        out[q0:q1, g0:g1])
                 done += (q1 - q0) * (g1 - g0)
         pending.result()
     shown.update(done)

@@ -1,7 +1,9 @@
 """Normalisation, Euclidean distances and formula 1, with their VJPs, on the CPU or the GPU.
 
 Squared distances come from explicit differences, ``sum((f_i - g_j)**2)``, as in the
-oracle; only ``local_dist`` uses the faster ``|f|^2 + |g|^2 - 2 f.g`` (see ``cpu.py``).
+oracle; only the CPU's ``local_dist`` and ``batch_local_dist`` use the faster
+``|f|^2 + |g|^2 - 2 f.g``, with explicit differences where it overflows (see ``cpu.py``).
+``normalize`` divides a vector by its largest entry first where ``|x|^2`` overflows.
 """
 from . import _checks
 from ._dispatch import backend

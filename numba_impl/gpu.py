@@ -35,6 +35,7 @@ _stripe = _device(_scalar.stripe)
 _stripe_coef = _device(_scalar.stripe_coef)
 _softplus = _device(_scalar.softplus)
 _mine_anchor = _device(_scalar.mine_anchor)
+_scaled_norm = _device(_scalar.scaled_norm)
 
 
 @contextlib.contextmanager
@@ -283,12 +284,10 @@ def _normalize_kernel(x, eps, out):
     k = cuda.grid(1)
     if k < x.shape[0] * x.shape[2]:
         o, c = k // x.shape[2], k % x.shape[2]
-        sq = x[o, 0, c] * x[o, 0, c]
-        for a in range(1, x.shape[1]):
-            sq += x[o, a, c] * x[o, a, c]
-        scale = math.sqrt(sq) + eps
+        scale, norm = _scaled_norm(x, o, c, eps)  # no overflow, as cpu.py
+        denom = norm + eps / scale
         for a in range(x.shape[1]):
-            out[o, a, c] = x[o, a, c] / scale
+            out[o, a, c] = (x[o, a, c] / scale) / denom
 
 
 @cuda.jit
@@ -296,18 +295,16 @@ def _normalize_vjp_kernel(x, g, eps, out):
     k = cuda.grid(1)
     if k < x.shape[0] * x.shape[2]:
         o, c = k // x.shape[2], k % x.shape[2]
-        sq = x[o, 0, c] * x[o, 0, c]
-        along = x[o, 0, c] * g[o, 0, c]
+        scale, norm = _scaled_norm(x, o, c, eps)
+        denom = norm + eps / scale
+        along = (x[o, 0, c] / scale) * g[o, 0, c]
         for a in range(1, x.shape[1]):
-            sq += x[o, a, c] * x[o, a, c]
-            along += x[o, a, c] * g[o, a, c]
-        norm = math.sqrt(sq)
-        scale = norm + eps
+            along += (x[o, a, c] / scale) * g[o, a, c]
         for a in range(x.shape[1]):
             radial = eps - eps  # the radial term's limit is 0 for a zero vector
             if norm > 0:
-                radial = x[o, a, c] * along / (scale * scale * norm)
-            out[o, a, c] = g[o, a, c] / scale - radial
+                radial = ((x[o, a, c] / scale) / denom) * (along / norm / denom)
+            out[o, a, c] = (g[o, a, c] / denom - radial) / scale
 
 
 def _three_axes(x, axis):

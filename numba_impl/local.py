@@ -10,7 +10,9 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     gallery slice that fits ``cpu.TILE_BYTES`` (256 MiB): one BLAS product gives the
     tile's stripe dot products, then a parallel kernel applies formula 1 and formula 2
     per pair, so no more than one tile is in memory besides the ``[M, N]`` result. Squared distances use
-    ``|x|^2 + |y|^2 - 2 x.y`` here (cancellation error of order ``eps (|x|^2 + |y|^2)``).
+    ``|x|^2 + |y|^2 - 2 x.y`` here (cancellation error of order ``eps (|x|^2 + |y|^2)``);
+    where that overflows (huge or infinite features) the entries come from explicit
+    differences, as in the oracle, so NaN appears only where the oracle has NaN.
     On the GPU one kernel computes every pair (at most ``gpu.MAX_STRIPES`` stripes).
 
     Parameters

@@ -20,7 +20,8 @@ def _mine(func, dist_mat, labels):
 def hard_example_mining(dist_mat, labels, return_inds=False):
     """For each anchor, the farthest same-label sample and the nearest other-label sample.
 
-    The anchor counts as its own positive; ties go to the lowest index.
+    The anchor counts as its own positive; ties go to the lowest index. NaN counts as the
+    extreme for both choices: the first NaN candidate wins, as in ``np.argmax``/``argmin``.
 
     Parameters
     ----------

@@ -9,6 +9,20 @@ import numbers
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: The ndarray types taken as they are. Other subclasses are refused by name: arithmetic
+#: on ``np.matrix`` stays two-dimensional and means matrix products, and a masked array's
+#: mask would silently turn results into ``np.ma.masked``.
+PLAIN_ARRAYS = (np.ndarray, np.memmap)
+
+
+def refuse_subclass(func, name, value):
+    """Raise ``TypeError`` for an ndarray subclass not in ``PLAIN_ARRAYS``, naming its type."""
+    if isinstance(value, np.ndarray) and type(value) not in PLAIN_ARRAYS:
+        raise TypeError(
+            f"{func}: {name} must be a plain numpy.ndarray, not a subclass; got "
+            f"{_describe(value)} (convert with np.asarray, after deciding what any masked "
+            "entries should be)"
+        )
 
 
 def float_array(func, name, value, shape_doc=None, ndim=None, min_ndim=0):
@@ -19,6 +33,7 @@ def float_array(func, name, value, shape_doc=None, ndim=None, min_ndim=0):
     """
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{func}: {name} must be a numpy.ndarray; got {_describe(value)}")
+    refuse_subclass(func, name, value)
     if value.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{func}: {name} must have dtype float32 or float64; got {value.dtype}")
     ranks = (ndim,) if isinstance(ndim, int) else ndim
@@ -66,6 +81,7 @@ def labels_array(func, labels, n):
     """Check identity labels: a 1-D integer ndarray with one label per sample."""
     if not isinstance(labels, np.ndarray):
         raise TypeError(f"{func}: labels must be a numpy.ndarray; got {_describe(labels)}")
+    refuse_subclass(func, "labels", labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"{func}: labels must have an integer dtype; got {labels.dtype}")
     if labels.shape != (n,):
@@ -75,6 +91,7 @@ def labels_array(func, labels, n):
 
 def index_array(func, name, inds, n):
     """Check sample indices: a 1-D integer ndarray of length ``n`` with values in ``[0, n)``."""
+    refuse_subclass(func, name, inds)
     if not isinstance(inds, np.ndarray) or inds.dtype.kind not in "iu":
         raise TypeError(f"{func}: {name} must be an integer numpy.ndarray; got {_describe(inds)}")
     if inds.shape != (n,):
@@ -91,6 +108,7 @@ def grad_like(func, grad_out, shape, dtype):
         grad_out = np.asarray(grad_out, dtype=dtype)
     if not isinstance(grad_out, np.ndarray):
         raise TypeError(f"{func}: grad_out must be a numpy.ndarray; got {_describe(grad_out)}")
+    refuse_subclass(func, "grad_out", grad_out)
     if grad_out.shape != tuple(shape):
         raise ValueError(f"{func}: grad_out must have shape {tuple(shape)}; got {grad_out.shape}")
     if grad_out.dtype != dtype:

@@ -63,10 +63,15 @@ class Implementation:
 
     # conversions -----------------------------------------------------------------
     def to_native(self, value, requires_grad=False):
-        """NumPy array (or reference.TripletLoss) to what the module takes."""
+        """NumPy array (or reference.TripletLoss) to what the module takes.
+
+        ndarray subclasses other than ``np.memmap`` (``np.matrix``, masked arrays) pass
+        unchanged: converting them would drop what makes them differ (a mask), so the
+        module itself must refuse them, as it refuses any array not of its kind.
+        """
         if isinstance(value, TripletLoss):
             return self.function("TripletLoss")(value.margin)
-        if self.array == "numpy" or not isinstance(value, np.ndarray):
+        if self.array == "numpy" or type(value) not in (np.ndarray, np.memmap):
             return value
         import torch
 

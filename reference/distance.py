@@ -15,8 +15,31 @@ NORM_EPS = 1e-12
 SQ_DIST_CLAMP = 1e-12
 
 
+def _scaled_norm(x, axis):
+    """``(s, ||x / s||)`` along ``axis``, so that the norm of a finite vector never overflows.
+
+    ``s`` is 1 where the plain sum of squares is finite (then ``x / s`` is ``x``, bit for
+    bit), and the vector's largest ``|x|`` where that sum overflows: the entries of
+    ``x / s`` are then at most 1 and their squares cannot overflow. A vector holding
+    ``±inf`` keeps ``s = 1`` and an infinite norm.
+    """
+    with np.errstate(over="ignore"):  # overflow is what is detected here
+        sq = np.sum(x * x, axis=axis, keepdims=True)
+        largest = np.max(np.abs(x), axis=axis, keepdims=True)
+        rescale = np.isinf(sq) & np.isfinite(largest)
+        scale = np.where(rescale, largest, 1).astype(x.dtype)
+        if rescale.any():
+            shrunk = x / scale
+            sq = np.where(rescale, np.sum(shrunk * shrunk, axis=axis, keepdims=True), sq)
+    return scale, np.sqrt(sq)
+
+
 def normalize(x, axis=-1):
     """Scale ``x`` to unit Euclidean length along ``axis``.
+
+    The norm is computed without overflow (see ``_scaled_norm``): vectors of any finite
+    size normalise to unit length. A vector holding ``±inf`` has an infinite norm: its
+    finite entries become 0 and its infinite ones NaN (``inf / inf``).
 
     Parameters
     ----------
@@ -27,26 +50,32 @@ def normalize(x, axis=-1):
     Returns
     -------
     ndarray, same shape and dtype as ``x``
-        ``x / (||x||_2 + 1e-12)``.
+        ``x / (||x||_2 + 1e-12)``, computed as ``(x / s) / (||x / s|| + 1e-12 / s)``.
 
     Examples
     --------
     >>> import numpy as np, reference
     >>> reference.normalize(np.array([3.0, 4.0]))
     array([0.6, 0.8])
+    >>> reference.normalize(np.array([3e30, 4e30], dtype=np.float32)).round(6)  # no overflow
+    array([0.6, 0.8], dtype=float32)
     """
     _checks.float_array("normalize", "x", x, min_ndim=1)
     axis = _checks.axis_of("normalize", axis, x.ndim)
-    norm = np.sqrt(np.sum(x * x, axis=axis, keepdims=True))
-    return x / (norm + NORM_EPS)
+    scale, norm = _scaled_norm(x, axis)
+    with np.errstate(invalid="ignore"):  # inf / inf: NaN, as stated above
+        return (x / scale) / (norm + NORM_EPS / scale)
 
 
 def normalize_vjp(x, grad_out, axis=-1):
     """Gradient of ``normalize(x, axis)`` pulled back from ``grad_out``.
 
     With ``s = ||x|| + eps`` and ``y = x / s``, the chain rule gives
-    ``grad_x = grad_out / s - x * <x, grad_out> / (s^2 ||x||)``; the second term is
-    zero for a zero vector (its limit), so that case returns ``grad_out / eps``.
+    ``grad_x = grad_out / s - (x / s) * (<x, grad_out> / ||x|| / s)``, grouped so that no
+    intermediate overflows or underflows where the result does not; the second term is
+    zero for a zero vector (its limit), so that case returns ``grad_out / eps``. Where
+    ``normalize`` rescales a vector by ``c`` (``_scaled_norm``) the same formula runs on
+    ``x / c`` and its result is divided by ``c``.
 
     Parameters
     ----------
@@ -67,12 +96,14 @@ def normalize_vjp(x, grad_out, axis=-1):
     _checks.float_array("normalize_vjp", "x", x, min_ndim=1)
     axis = _checks.axis_of("normalize_vjp", axis, x.ndim)
     grad_out = _checks.grad_like("normalize_vjp", grad_out, x.shape, x.dtype)
-    norm = np.sqrt(np.sum(x * x, axis=axis, keepdims=True))
-    scale = norm + NORM_EPS
-    along = np.sum(x * grad_out, axis=axis, keepdims=True)
-    safe_norm = np.where(norm > 0, norm, 1)
-    radial = np.where(norm > 0, x * along / (scale * scale * safe_norm), 0)
-    return (grad_out / scale - radial).astype(x.dtype, copy=False)
+    scale, norm = _scaled_norm(x, axis)
+    with np.errstate(invalid="ignore"):  # inf / inf for vectors holding inf: NaN
+        x = x / scale
+        denom = norm + NORM_EPS / scale
+        along = np.sum(x * grad_out, axis=axis, keepdims=True)
+        safe_norm = np.where(norm > 0, norm, 1)
+        radial = np.where(norm > 0, (x / denom) * (along / safe_norm / denom), 0)
+        return ((grad_out / denom - radial) / scale).astype(x.dtype, copy=False)
 
 
 def _squared_dist(x, y):

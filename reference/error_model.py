@@ -16,6 +16,20 @@ Algorithms* (2002), chapter 3; they are computed in float64 from the inputs.
   every cell moves the shortest path length by at most ``(m+n-1) delta``; its own
   ``m+n-2`` rounded additions of partial sums below ``m+n-1`` add ``(m+n-1)^2 u``.
 - Both the implementation and the oracle carry such errors, hence a factor 2.
+
+Extreme inputs (features near the overflow threshold, or ``±inf``):
+
+- The bounds are computed on inputs scaled by a power of two (exact) that brings the
+  largest finite entry below 1, so they do not overflow in float64 themselves.
+- A stripe pair holding ``±inf`` or NaN has an exactly determined result (``inf``, or
+  NaN from NaN or ``inf - inf``): bound 0, so both must agree exactly.
+- Where the exact squared distance lies within the bound above of the dtype's largest
+  number, either side may round to ``inf`` and the other not: that distance's bound is
+  ``inf``. Beyond it both overflow to ``inf`` and must agree.
+- Formula 1 flattens: ``tanh`` is increasing and its slope ``(1 - tanh^2) / 2`` falls
+  with the argument, so an error ``de`` in ``e`` moves ``tanh(e/2)`` by at most
+  ``de/2 * (1 - tanh^2(max(0, e - de)/2))``, and never by more than 1 (its range). Huge
+  distances therefore keep a tight bound (``tanh`` rounds to 1 on both sides).
 """
 import numpy as np
 
@@ -38,22 +52,64 @@ def _euclid64(x, y):
     return np.sqrt(np.maximum(np.sum(diff * diff, axis=-1), 1e-12))
 
 
-def euclid_bound(x, y, u):
-    """Bound on the error of every stripe distance between ``x [..., m, d]`` and ``y [..., n, d]``."""
+def _largest(u):
+    """The largest finite number of the float dtype whose unit roundoff is ``u``."""
+    for dtype in (np.float16, np.float32, np.float64):
+        if unit_roundoff(dtype) == u:
+            return float(np.finfo(dtype).max)
+    return np.inf
+
+
+def _power_of_two_below(*arrays):
+    """``c = 2^-k <= 1`` such that ``c |a| < 1`` for every finite entry: scaling by ``c`` is
+    exact, and squares of the scaled entries cannot overflow in float64."""
+    top = max((float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0)) for a in arrays),
+              default=0.0)
+    return 1.0 if top < 1 else float(np.ldexp(1.0, -int(np.frexp(top)[1])))
+
+
+def _euclid_error(x, y, u):
+    """``(euclid, bound, may_overflow)`` for the stripe distances of ``x`` and ``y``.
+
+    ``euclid`` is the float64 distance (clamped; ``inf`` where it exceeds float64),
+    ``bound`` the finite bound of the module docstring (0 for pairs holding ``±inf`` or
+    NaN), ``may_overflow`` where the dtype of ``u`` may or may not overflow to ``inf``.
+    """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    sq_x = np.sum(x * x, axis=-1)[..., :, None]
-    sq_y = np.sum(y * y, axis=-1)[..., None, :]
-    euclid = _euclid64(x, y)
-    delta_sq = 2 * gamma(x.shape[-1] + 2, u) * (sq_x + sq_y)
-    # Normalising in the implementation moves each feature by about 3u of its length.
-    delta_inputs = 3 * u * (np.sqrt(sq_x) + np.sqrt(sq_y))
-    return np.minimum(np.sqrt(delta_sq), delta_sq / euclid) + 2 * u * euclid + delta_inputs
+    c = _power_of_two_below(x, y)
+    x, y = x * c, y * c
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        sq_x = np.sum(x * x, axis=-1)[..., :, None]
+        sq_y = np.sum(y * y, axis=-1)[..., None, :]
+        diff = x[..., :, None, :] - y[..., None, :, :]
+        sq = np.maximum(np.sum(diff * diff, axis=-1), 1e-12 * c * c)  # the clamp, scaled
+        euclid = np.sqrt(sq)
+        delta_sq = 2 * gamma(x.shape[-1] + 2, u) * (sq_x + sq_y)
+        # Normalising in the implementation moves each feature by about 3u of its length.
+        delta_inputs = 3 * u * (np.sqrt(sq_x) + np.sqrt(sq_y))
+        bound = np.minimum(np.sqrt(delta_sq), delta_sq / euclid) + 2 * u * euclid + delta_inputs
+        finite = np.isfinite(sq_x + sq_y)
+        # |sq - top| <= delta_sq in unscaled units, written on square roots (no overflow)
+        top = np.sqrt(_largest(u)) * c
+        may_overflow = finite & (np.sqrt(sq + delta_sq) >= top) & (np.sqrt(np.maximum(
+            sq - delta_sq, 0)) <= top)
+        return euclid / c, np.where(finite, bound / c, 0.0), may_overflow
+
+
+def euclid_bound(x, y, u):
+    """Bound on the error of every stripe distance between ``x [..., m, d]`` and ``y [..., n, d]``."""
+    _, bound, may_overflow = _euclid_error(x, y, u)
+    return np.where(may_overflow, np.inf, bound)
 
 
 def stripe_bound(x, y, u):
     """Bound on the error of every entry of formula 1 for the pair ``x``, ``y``."""
-    return euclid_bound(x, y, u) / 2 + 2 * u
+    euclid, bound, _ = _euclid_error(x, y, u)
+    with np.errstate(invalid="ignore"):
+        reach = np.maximum(euclid - bound, 0) / 2  # NaN for pairs holding NaN
+        slope = 1 - np.tanh(np.where(np.isnan(reach), 0, reach)) ** 2
+    return np.minimum(bound / 2 * slope, 1.0) + 2 * u
 
 
 def path_bound(cell_bound, m, n, u):

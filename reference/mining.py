@@ -10,7 +10,10 @@ def hard_example_mining(dist_mat, labels, return_inds=False):
     The hardest positive is the farthest sample with the anchor's label (the anchor
     itself counts, so every anchor has one); the hardest negative is the nearest sample
     with another label. Identities may have any number of samples. Ties go to the lowest
-    index. An anchor whose label every sample shares has no negative: that is an error.
+    index. NaN counts as the extreme for both choices (as ``np.argmax`` and ``np.argmin``
+    treat it): an anchor with a NaN candidate gets the first such NaN, never a finite
+    distance instead. An anchor whose label every sample shares has no negative: that is
+    an error.
 
     Parameters
     ----------

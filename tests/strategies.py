@@ -82,3 +82,73 @@ def distance_matrices(draw, n, dtype=None, ties=None):
     elements = (st.sampled_from([0.0, 0.5, 1.0]) if ties
                 else st.floats(0, 4, width=np.finfo(dtype).bits, allow_subnormal=False))
     return draw(hnp.arrays(dtype, (n, n), elements=elements))
+
+
+# --- issue 9: extreme values and NaN in mining
+#: Entries that mining must rank like np.argmax/argmin do: NaN first (the extreme for both
+#: the hardest positive and the hardest negative), then the infinities, zeros of both signs.
+_SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e5]
+
+
+@st.composite
+def extreme_distance_matrices(draw, n, dtype=None):
+    """Square matrices ``[n, n]`` mixing ordinary distances with NaN, ``±inf``, values near
+    ``1e5`` (a few ulps apart) and near 0 (subnormals included).
+
+    Each matrix draws a small pool of such values and fills its entries from the pool, so
+    that equal values, hence ties among NaNs, infinities and near-equal numbers, are common.
+    """
+    dtype = draw(DTYPES) if dtype is None else dtype
+    width = np.finfo(dtype).bits
+
+    def floats(low, high):  # bounds rounded to the dtype, as Hypothesis demands
+        return st.floats(float(dtype(low)), float(dtype(high)), width=width)
+
+    pool = draw(st.lists(st.one_of(
+        st.sampled_from(_SPECIAL),
+        floats(0, 4),
+        floats(1e5 * (1 - 1e-6), 1e5 * (1 + 1e-6)),
+        floats(-1e-30, 1e-30),
+    ), min_size=1, max_size=6))
+    return draw(hnp.arrays(dtype, (n, n), elements=st.sampled_from(pool)))
+
+
+#: Feature scales at which ``|x|^2 + |y|^2 - 2 x.y`` overflows: in float32 some stripe
+#: pairs from about 1e19 on, every one at 1e30; in float64 from about 1e154 on.
+_HUGE_SCALES = {np.dtype(np.float32): [1e19, 1e30, 1e37],
+                np.dtype(np.float64): [1e154, 1e200, 1e300]}
+
+
+@st.composite
+def extreme_stripe_features(draw, pairs=None, dtype=None, max_images=4, max_stripes=6,
+                            max_dim=6, images=None):
+    """Stripe features ``x [M, m, d]``, ``y [N, n, d]`` at scales where squared norms overflow.
+
+    Each image gets its own scale, drawn from ``_HUGE_SCALES`` or 1, so that huge images
+    meet ordinary ones. Some stripes of ``y`` repeat stripes of ``x`` (distance 0 between
+    huge vectors), and a few entries are ``±inf``, sometimes in the same feature of an
+    ``x`` and a ``y`` stripe (``inf - inf``: NaN in the oracle, the only NaN allowed).
+    ``images`` fixes ``M`` (drawn images repeat before they are scaled).
+    """
+    dtype = np.dtype(draw(DTYPES) if dtype is None else dtype)
+    x, y = draw(stripe_features(pairs=pairs, dtype=np.float64, max_images=max_images,
+                                max_stripes=max_stripes, max_dim=max_dim))
+    if images is not None:
+        x = x[np.arange(images) % len(x)]
+    scales = st.sampled_from(_HUGE_SCALES[dtype] + [1.0])
+    x *= np.array(draw(st.lists(scales, min_size=len(x), max_size=len(x))))[:, None, None]
+    y *= np.array(draw(st.lists(scales, min_size=len(y), max_size=len(y))))[:, None, None]
+    x, y = x.astype(dtype), y.astype(dtype)
+    for _ in range(draw(st.integers(0, 2))):  # a stripe of y copied from x
+        q, i = draw(st.integers(0, len(x) - 1)), draw(st.integers(0, x.shape[1] - 1))
+        g, j = draw(st.integers(0, len(y) - 1)), draw(st.integers(0, y.shape[1] - 1))
+        y[g, j] = x[q, i]
+    for _ in range(draw(st.integers(0, 3))):  # an infinite entry, in x, y or both
+        f = draw(st.integers(0, x.shape[2] - 1))
+        sign = draw(st.sampled_from([1.0, -1.0]))
+        where = draw(st.sampled_from(["x", "y", "both"]))
+        if where in ("x", "both"):
+            x[draw(st.integers(0, len(x) - 1)), draw(st.integers(0, x.shape[1] - 1)), f] = sign * np.inf
+        if where in ("y", "both"):
+            y[draw(st.integers(0, len(y) - 1)), draw(st.integers(0, y.shape[1] - 1)), f] = sign * np.inf
+    return x, y

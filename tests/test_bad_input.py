@@ -8,6 +8,7 @@ argument; starting it with the function name is our convention, not required her
 that users' modules can pass.
 """
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -98,6 +99,21 @@ def _single_rows(func, name, good_shape, bad_rank_shapes, head=(), tail=()):
     return rows
 
 
+def _subclass_rows(func, name, good, head=(), tail=(), **kwargs):
+    """ndarray subclasses the packages do not take, in place of argument ``name`` (a
+    ``TypeError`` naming it): a masked array with a masked entry, and ``np.matrix`` for a
+    2-D argument. Torch modules get them unconverted (see ``Implementation.to_native``)."""
+    mask = np.zeros(good.shape, dtype=bool)
+    mask.flat[0] = True
+    cases = [("masked array", np.ma.masked_array(good, mask=mask))]
+    if good.ndim == 2:
+        with warnings.catch_warnings():  # np.matrix is "not recommended": that is the point
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            cases.append(("np.matrix", np.asmatrix(good)))
+    return [_row(func, f"{name} {case}", (*head, bad, *tail), TypeError, (name,), **kwargs)
+            for case, bad in cases]
+
+
 AP = arr(N)
 LOCAL = arr(N, 3, 2)
 P_INDS = np.array([1, 0, 3, 2], dtype=np.int64)
@@ -148,6 +164,21 @@ CASES = [
          ("n_inds",)),
     _row("local_loss", "p_inds float", (TRI, LOCAL, P_INDS.astype(np.float64), N_INDS), TypeError,
          ("p_inds",)),
+    # ndarray subclasses: refused by name, never computed on
+    *_subclass_rows("normalize", "x", arr(3, 4)),
+    *_subclass_rows("euclidean_dist", "x", arr(3, 4), tail=(arr(2, 4),)),
+    *_subclass_rows("euclidean_dist", "y", arr(2, 4), head=(arr(3, 4),)),
+    *_subclass_rows("batch_euclidean_dist", "y", arr(2, 5, 4), head=(arr(2, 3, 4),)),
+    *_subclass_rows("local_dist", "x", arr(2, 3, 4), tail=(arr(3, 2, 4),)),
+    *_subclass_rows("batch_local_dist", "y", arr(2, 5, 4), head=(arr(2, 3, 4),)),
+    *_subclass_rows("shortest_dist", "dist_mat", arr(3, 4)),
+    *_subclass_rows("stripe_dist", "euclid", arr(5)),
+    *_subclass_rows("hard_example_mining", "dist_mat", arr(N, N), tail=(LABELS,)),
+    *_subclass_rows("hard_example_mining", "labels", LABELS, head=(arr(N, N),)),
+    *_subclass_rows("TripletLoss", "dist_an", AP, head=(AP,)),
+    *_subclass_rows("global_loss", "global_feat", arr(N, 3), head=(TRI,), tail=(LABELS,)),
+    *_subclass_rows("local_loss", "local_feat", LOCAL, head=(TRI,), tail=(P_INDS, N_INDS)),
+    *_subclass_rows("local_loss", "n_inds", N_INDS, head=(TRI, LOCAL, P_INDS)),
 ]
 
 
@@ -168,6 +199,16 @@ def _call(impl, func, args, kwargs):
 def test_bad_input_raises(impl, func, args, kwargs, error, names):
     with pytest.raises(error, match=_names_pattern(names)):
         _call(impl, func, args, kwargs)
+
+
+@pytest.mark.uses("local_dist", "shortest_dist")
+def test_memmap_is_a_plain_array(impl, tmp_path):
+    # The one ndarray subclass taken as it is: a file-backed array behaves as its data.
+    x = arr(2, 3, 4)
+    mapped = np.memmap(tmp_path / "x.dat", dtype=x.dtype, mode="w+", shape=x.shape)
+    mapped[:] = x
+    np.testing.assert_array_equal(impl("local_dist", mapped, mapped), impl("local_dist", x, x))
+    np.testing.assert_array_equal(impl("shortest_dist", mapped[0]), impl("shortest_dist", x[0]))
 
 
 # The oracle's extras -------------------------------------------------------------------

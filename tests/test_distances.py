@@ -7,24 +7,49 @@ from hypothesis import strategies as st
 import reference
 from reference import error_model
 from tests.assertions import assert_within
-from tests.strategies import stripe_features
+from tests.strategies import extreme_stripe_features, stripe_features
+
+# Ordinary features, and features at scales where |x|^2 overflows, with +-inf entries
+# (tests.strategies.extreme_stripe_features): results equal the oracle's explicit
+# differences in IEEE arithmetic, NaN exactly where it has NaN.
+FEATURES = pytest.mark.parametrize("features", [
+    pytest.param(stripe_features, id="ordinary"),
+    pytest.param(extreme_stripe_features, id="extreme",  # the oracle's IEEE overflow is the point
+                 marks=pytest.mark.filterwarnings("ignore::RuntimeWarning")),
+])
 
 
 @pytest.mark.uses("normalize")
-@given(stripe_features(), st.sampled_from([-1, 0, 1, 2]))
-def test_normalize(impl, data, axis):
-    x = data[0]
-    # A d-term sum of squares, a square root and a division: (d + 3) u relative, twice.
+@FEATURES
+@given(st.data(), st.sampled_from([-1, 0, 1, 2]))
+def test_normalize(impl, features, data, axis):
+    x = data.draw(features())[0]
+    # A d-term sum of squares, a square root, a division, and where the sum overflows the
+    # division by the largest entry first: (d + 5) u relative, twice.
     u = error_model.unit_roundoff(x.dtype)
-    tol = 2 * (x.shape[axis] + 3) * u
-    assert_within(impl("normalize", x, axis=axis), reference.normalize(x, axis=axis), tol, impl,
-                  "normalize", [x])
+    tol = 2 * (x.shape[axis] + 5) * u
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = reference.normalize(x, axis=axis)
+    got = impl("normalize", x, axis=axis)
+    assert_within(got, want, tol, impl, "normalize", [x])
+    # Independently of the oracle: a finite vector comes out with length |x| / (|x| + 1e-12),
+    # the entries' errors adding up to at most sqrt(d) times theirs.
+    x64 = np.moveaxis(x.astype(np.float64), axis, -1)
+    finite = np.all(np.isfinite(x64), axis=-1)
+    top = np.max(np.abs(x64), axis=-1, keepdims=True, where=np.isfinite(x64), initial=0.0)
+    top = np.where(top > 0, top, 1.0)  # a zero vector: norm 0 either way
+    with np.errstate(invalid="ignore"):
+        norm = top[..., 0] * np.linalg.norm(x64 / top, axis=-1)  # no overflow
+        length = np.linalg.norm(np.moveaxis(got.astype(np.float64), axis, -1), axis=-1)
+    assert_within(np.where(finite, length, 0), np.where(finite, norm / (norm + 1e-12), 0),
+                  np.sqrt(x.shape[axis]) * tol, impl, "normalize (length)", [x])
 
 
 @pytest.mark.uses("euclidean_dist", "batch_euclidean_dist")
-@given(stripe_features(pairs=True))
-def test_euclidean_distances(impl, data):
-    x, y = data
+@FEATURES
+@given(st.data())
+def test_euclidean_distances(impl, features, data):
+    x, y = data.draw(features(pairs=True))
     u = error_model.unit_roundoff(x.dtype)
     tol = 2 * error_model.euclid_bound(x, y, u)
     assert_within(impl("batch_euclidean_dist", x, y), reference.batch_euclidean_dist(x, y), tol,
@@ -55,9 +80,10 @@ def test_stripe_dist_is_tanh_of_half(impl, values, dtype):
 
 
 @pytest.mark.uses("local_dist", "batch_local_dist")
-@given(stripe_features(max_images=5))
-def test_local_dist(impl, data):
-    x, y = data
+@FEATURES
+@given(st.data())
+def test_local_dist(impl, features, data):
+    x, y = data.draw(features(max_images=5))
     got = impl("local_dist", x, y)
     assert got.dtype == x.dtype, f"{impl.name}: dtype {got.dtype} from {x.dtype} input"
     assert_within(got, reference.local_dist(x, y), error_model.local_dist_tolerance(x, y, x.dtype),
@@ -76,9 +102,10 @@ def test_local_dist_symmetric_under_swap(impl, data):
 
 
 @pytest.mark.uses("local_dist", "batch_local_dist")
-@given(stripe_features(pairs=True))
-def test_batch_local_dist_is_the_diagonal(impl, data):
-    x, y = data
+@FEATURES
+@given(st.data())
+def test_batch_local_dist_is_the_diagonal(impl, features, data):
+    x, y = data.draw(features(pairs=True))
     tol = error_model.batch_local_dist_tolerance(x, y, x.dtype)
     assert_within(impl("batch_local_dist", x, y), reference.batch_local_dist(x, y), tol, impl,
                   "batch_local_dist", [x, y])

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import reference
 from reference import error_model
 from tests.assertions import assert_bitwise, assert_within
-from tests.strategies import cost_matrices, labels, stripe_features
+from tests.strategies import cost_matrices, extreme_stripe_features, labels, stripe_features
 
 U64 = error_model.unit_roundoff(np.float64)
 
@@ -212,6 +212,38 @@ def test_local_dist_gradient(impl, data, seed):
     want = reference.local_dist_vjp(x, y, g)
     for k, name in enumerate(("grad_x", "grad_y")):
         assert_within(got[k], want[k], tol, impl, f"local_dist_vjp {name}", [x, y, g])
+
+
+@pytest.mark.uses("normalize", "normalize_vjp")
+@given(extreme_stripe_features(max_images=1), st.integers(0, 2**32 - 1))
+def test_normalize_gradient_at_extreme_scales(impl, data, seed):
+    # Vectors whose |x|^2 overflows (float32 from ~1e19, float64 from ~1e154), beside
+    # ordinary ones; a vector holding inf gives NaN throughout, as in the oracle.
+    x = data[0][0]
+    g = np.random.default_rng(seed).normal(size=x.shape).astype(x.dtype)
+    # Each entry is g/s - (x/s)(<x, g>/|x|/s) with s ~ |x|: terms up to (|g|_inf + |g|_2)/|x|,
+    # carrying a d-term sum and a few roundings ((d + 8) u), plus 2u where the vector is
+    # first divided by its largest entry; twice, for the two implementations.
+    u = error_model.unit_roundoff(x.dtype)
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        top = np.max(np.abs(x64), axis=-1, keepdims=True)
+        unit = x64 / top
+        norm = top * np.linalg.norm(unit, axis=-1, keepdims=True)  # no overflow
+        unit /= np.linalg.norm(unit, axis=-1, keepdims=True)
+    size = (np.abs(g64).max(axis=-1, keepdims=True) + np.linalg.norm(g64, axis=-1, keepdims=True))
+    tol = np.where(np.isfinite(norm), 2 * (x.shape[-1] + 10) * u * size / norm, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = reference.normalize_vjp(x, g)
+    got = impl.vjp("normalize", x, grad_out=g)
+    assert_within(got, want, tol, impl, "normalize_vjp", [x, g])
+    # Independently of the oracle, for finite vectors, in float64 without overflow:
+    # (g - x^ <x^, g> |x| / s) / s with x^ = x / |x| and s = |x| + 1e-12.
+    s = norm + 1e-12
+    exact = (g64 - unit * np.sum(unit * g64, axis=-1, keepdims=True) * (norm / s)) / s
+    finite = np.isfinite(norm)
+    assert_within(np.where(finite, got, 0), np.where(finite, exact, 0), tol, impl,
+                  "normalize_vjp (float64 formula)", [x, g])
 
 
 @pytest.mark.uses("normalize", "normalize_vjp", "euclidean_dist", "euclidean_dist_vjp")

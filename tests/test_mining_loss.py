@@ -7,15 +7,19 @@ from hypothesis import strategies as st
 import reference
 from reference import error_model
 from tests.assertions import assert_bitwise, assert_within
-from tests.strategies import distance_matrices, labels
+from tests.strategies import (distance_matrices, extreme_distance_matrices,
+                              extreme_stripe_features, labels)
 
 
 @pytest.mark.uses("hard_example_mining")
+@pytest.mark.parametrize("matrices", [distance_matrices, extreme_distance_matrices],
+                         ids=["ordinary", "extreme"])
 @given(labels(), st.data())
-def test_mining_is_an_exact_selection(impl, ids, data):
+def test_mining_is_an_exact_selection(impl, matrices, ids, data):
     # Mining only compares and selects, so values and indices must match exactly,
-    # ties (lowest index wins) and unbalanced identities included.
-    dist = data.draw(distance_matrices(len(ids)))
+    # ties (lowest index wins) and unbalanced identities included. With NaN, +-inf and
+    # near-equal values: NaN is the extreme for both choices, the first one wins.
+    dist = data.draw(matrices(len(ids)))
     got = impl("hard_example_mining", dist, ids, return_inds=True)
     want = reference.hard_example_mining(dist, ids, return_inds=True)
     for k, name in enumerate(("dist_ap", "dist_an", "p_inds", "n_inds")):
@@ -45,6 +49,25 @@ def test_triplet_loss(impl, margin, n, seed, dtype):
     # n softplus/relu terms (a few u each, |term| <= 4) then a mean (n u): (n + 8) u * 4, twice.
     tol = 2 * (n + 8) * error_model.unit_roundoff(dtype) * 4
     assert_within(got, loss(ap, an), tol, impl, f"TripletLoss({margin})", [ap, an])
+
+
+@pytest.mark.uses("TripletLoss")
+@pytest.mark.parametrize("margin", [0.3, None])
+@given(st.integers(2, 16).flatmap(extreme_distance_matrices))
+def test_triplet_loss_with_extreme_distances(impl, margin, dist):
+    # NaN, +-inf, near-1e5 and near-0 distances: NaN and inf exactly where the oracle has
+    # them (inf - inf and NaN give NaN, ap = inf gives inf). Error model as in
+    # test_triplet_loss, relative to the largest finite term instead of 4.
+    ap, an = dist[0], dist[1]
+    loss = reference.TripletLoss(margin)
+    got = impl.to_numpy(impl("TripletLoss", margin)(impl.to_native(ap), impl.to_native(an)))
+    with np.errstate(invalid="ignore"):
+        z = np.abs(ap.astype(np.float64) - an)
+    largest = max(1.0, float(np.max(z[np.isfinite(z)], initial=0.0)))
+    tol = 2 * (len(ap) + 8) * error_model.unit_roundoff(dist.dtype) * 4 * largest
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = loss(ap, an)
+    assert_within(got, want, tol, impl, f"TripletLoss({margin})", [ap, an])
 
 
 @pytest.mark.uses("TripletLoss")
@@ -146,6 +169,36 @@ def test_local_loss(impl, margin, ids, seed, normalize, mined, dtype):
         tol = tol_dist if name == "dist_mat" else 2 * tol_dist.max() + 2 * (len(ids) + 8) * 4 * \
             error_model.unit_roundoff(dtype)
         assert_within(got[k], want[k], tol, impl, f"local_loss {name}", [local_feat, ids])
+
+
+@pytest.mark.uses("global_loss", "local_loss")
+@pytest.mark.parametrize("margin", [0.3, None])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the oracle's IEEE overflow is the point
+@given(labels(max_ids=4, max_per_id=3), st.booleans(), st.data())
+def test_losses_with_extreme_features(impl, margin, ids, normalize, data):
+    # Features where |x|^2 overflows, beside ordinary ones, and infinite entries (tests.
+    # strategies.extreme_stripe_features): every distance within the error model, NaN
+    # exactly where the oracle has NaN, so mining (a max and a min, 1-Lipschitz, NaN first)
+    # and the loss follow. The indices may differ on near-ties: only values are compared.
+    local_feat = data.draw(extreme_stripe_features(images=len(ids)))[0]
+    global_feat = local_feat[:, 0]
+    loss, u = reference.TripletLoss(margin), error_model.unit_roundoff(local_feat.dtype)
+    for name, feat, args in (("global_loss", global_feat, (ids, normalize)),
+                             ("local_loss", local_feat, (None, None, ids, normalize))):
+        want = getattr(reference, name)(loss, feat, *args)
+        got = impl(name, loss, feat, *args)
+        dist_ap, dist_an = (want[3], want[4]) if name == "global_loss" else (want[1], want[2])
+        used = reference.normalize(feat) if normalize else feat
+        tol_dist = (2 * error_model.euclid_bound(used, used, u) if name == "global_loss"
+                    else error_model.local_dist_tolerance(used, used, used.dtype))
+        with np.errstate(invalid="ignore"):
+            terms = np.abs(dist_ap.astype(np.float64) - dist_an)
+        largest = max(1.0, float(np.max(terms[np.isfinite(terms)], initial=0.0)))
+        tol_loss = 2 * tol_dist.max() + 2 * (len(ids) + 8) * u * 4 * largest
+        picks = (3, 4) if name == "global_loss" else (1, 2)
+        for k, what in zip(picks, ("dist_ap", "dist_an")):
+            assert_within(got[k], want[k], tol_dist.max(), impl, f"{name} {what}", [feat, ids])
+        assert_within(got[0], want[0], tol_loss, impl, f"{name} loss", [feat, ids])
 
 
 @pytest.mark.uses("global_loss", "global_loss_vjp", "local_loss", "local_loss_vjp")

@@ -60,7 +60,49 @@ def test_formula1_no_overflow(impl, ref, func):
     assert_bitwise(got, ref(func, x, y), impl, func, [x, y])
 
 
+# The norm expansion -----------------------------------------------------------------------
+@_uses_each("euclidean_dist", "local_dist", "batch_local_dist")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the oracle's IEEE overflow is the point
+def test_norm_expansion_no_overflow(impl, ref, func):
+    # |x|^2 + |y|^2 - 2 x.y overflows float32 for features near 1e19 (|x|^2 > 3.4e38) and
+    # gives inf - inf = NaN; one inf feature does the same at any scale. The explicit
+    # differences of the oracle give NaN only for inf - inf of the same infinite feature.
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 3, 8)).astype(np.float32)
+    y = rng.normal(size=(2, 4, 8)).astype(np.float32)
+    x[0] *= np.float32(1e19)  # |x|^2 overflows: the expansion is inf - inf = NaN ...
+    y[0, 1:] = x[0, :]        # ... even for stripes 0 apart (the oracle: the 1e-6 floor)
+    y[1] *= np.float32(1e30)  # every squared distance overflows
+    x[1, 2, 5] = np.inf       # one infinite feature in an ordinary image
+    with np.errstate(over="ignore", invalid="ignore"):
+        expanded = (np.sum(x[0] ** 2, -1)[:, None] + np.sum(y[0] ** 2, -1)[None]
+                    - 2 * x[0] @ y[0].T)
+    assert np.isnan(expanded).any(), "the pitfall needs an overflowing expansion here"
+    args = (x[0], y[0]) if func == "euclidean_dist" else (x, y)
+    want = ref(func, *args)
+    assert not np.isnan(want).any(), want
+    tol = (2 * error_model.euclid_bound(*args, error_model.unit_roundoff(np.float32))
+           if func == "euclidean_dist" else
+           error_model.local_dist_tolerance(x, y, np.float32) if func == "local_dist" else
+           error_model.batch_local_dist_tolerance(x, y, np.float32))
+    assert_within(impl(func, *args), want, tol, impl, func, list(args))
+
+
 # Hard-example mining ----------------------------------------------------------------------
+@pytest.mark.uses("hard_example_mining")
+def test_mining_does_not_skip_nan(impl, ref):
+    # A loop keeping the best so far with `v > best` never takes a NaN once it holds a
+    # number (every comparison with NaN is false): here anchor 0's NaN positive at index 1
+    # was replaced by 0.3. NaN is the extreme for both choices, as in np.argmax/argmin.
+    d = np.array([[0, np.nan, .3, .9], [.5, 0, .2, .4], [.3, .2, 0, .6], [.9, .4, .6, 0]])
+    labels = np.array([0, 0, 0, 1])
+    got = impl("hard_example_mining", d, labels, return_inds=True)
+    assert np.isnan(got[0][0]) and got[2][0] == 1, f"{impl.name}: {got}"
+    for name, g, w in zip(("dist_ap", "dist_an", "p_inds", "n_inds"), got,
+                          ref("hard_example_mining", d, labels, return_inds=True)):
+        assert_bitwise(g, w, impl, f"hard_example_mining -> {name}", [d, labels])
+
+
 @pytest.mark.uses("hard_example_mining")
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
 @DTYPES

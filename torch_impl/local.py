@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks
-from .distance import EPS_SQ, _batch_sq_dist, _squared_norms
+from .distance import (EPS_SQ, _batch_sq_dist, _expansion_is_safe,
+                       _redo_overflowed, _squared_norms)
 from .path import (_value, _ShortestDist, _skewed_buffer, _table_forward,
                    _unit_flow)
 
@@ -50,9 +51,12 @@ class _BatchLocalDist(torch.autograd.Function):
         (N, m, _), n = x.shape, y.shape[1]
         # Squared distances / 4 (exact scaling), so that sqrt gives e / 2.
         # The norms by one fused reduction each: no [N, m, d] temporary.
-        quarter = torch.baddbmm(_norms_squared(y).unsqueeze(1), x,
-                                y.transpose(1, 2), beta=0.25, alpha=-0.5)
-        quarter.add_(_norms_squared(x).unsqueeze(2), alpha=0.25)
+        xx, yy = _norms_squared(x), _norms_squared(y)
+        quarter = torch.baddbmm(yy.unsqueeze(1), x, y.transpose(1, 2),
+                                beta=0.25, alpha=-0.5)
+        quarter.add_(xx.unsqueeze(2), alpha=0.25)
+        if not _expansion_is_safe(xx, yy):  # huge or infinite features
+            quarter = _redo_overflowed(quarter, x, y, 0.25)
         skewed, cells = _skewed_buffer(m, n, (N,), x)
         # Formula 1 written straight into the DP's skewed layout: the clamp
         # writes there, sqrt and tanh follow in place (no intermediate, no
@@ -176,24 +180,29 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _stripe_block(xt, yt, xx, yy, differentiable):
+def _stripe_block(xt, yt, xx, yy, differentiable, safe=True):
     """Stripe distances of one block, as a ``[m, n, Mc, Nc]`` view.
 
     ``xt`` is ``[m, Mc, d]`` and ``yt`` is ``[n, Nc, d]`` (stripe-major), so
     the product's ``[m*Mc, n*Nc]`` result holds cell ``(i, j)`` as a block of
     contiguous rows; the DP reads it through a permuted view, no copy.
-    ``xx``/``yy`` are the squared norms already scaled by 1/4.
+    ``xx``/``yy`` are the squared norms already scaled by 1/4.  Unless
+    ``safe``, entries where the expansion overflowed are recomputed.
     """
     m, mc, dim = xt.shape
     n, nc = yt.shape[0], yt.shape[1]
     a, b = xt.reshape(m * mc, dim), yt.reshape(n * nc, dim)
     prod = torch.addmm(yy.reshape(1, n * nc), a, b.t(), alpha=-0.5)
     if differentiable:
-        half = (prod + xx.reshape(m * mc, 1)).clamp(min=EPS_SQ / 4).sqrt()
-        stripe = torch.tanh(half)
+        quarter = prod + xx.reshape(m * mc, 1)
+        if not safe:
+            quarter = _redo_overflowed(quarter, a, b, 0.25)
+        stripe = torch.tanh(quarter.clamp(min=EPS_SQ / 4).sqrt())
     else:
-        stripe = prod.add_(xx.reshape(m * mc, 1)).clamp_min_(EPS_SQ / 4)
-        stripe = stripe.sqrt_().tanh_()
+        quarter = prod.add_(xx.reshape(m * mc, 1))
+        if not safe:
+            quarter = _redo_overflowed(quarter, a, b, 0.25)
+        stripe = quarter.clamp_min_(EPS_SQ / 4).sqrt_().tanh_()
     return stripe.view(m, mc, n, nc).permute(0, 2, 1, 3)
 
 
@@ -235,7 +244,9 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     # Stripe-major copies (small next to the result) make each block's
     # operands plain slices.
     xt, yt = x.transpose(0, 1), y.transpose(0, 1).contiguous()
-    xx, yy = 0.25 * _squared_norms(xt), 0.25 * _squared_norms(yt)
+    xx, yy = _squared_norms(xt), _squared_norms(yt)
+    safe = _expansion_is_safe(xx, yy)  # else some blocks recompute overflowed entries
+    xx, yy = 0.25 * xx, 0.25 * yy
     bar = _Progress(-(-M // rows) * -(-N // cols), progress)
     if differentiable:
         blocks = []
@@ -243,7 +254,8 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
             row = []
             for g in range(0, N, cols):
                 d = _stripe_block(xt[:, q:q + rows], yt[:, g:g + cols],
-                                  xx[:, q:q + rows], yy[:, g:g + cols], True)
+                                  xx[:, q:q + rows], yy[:, g:g + cols], True,
+                                  safe)
                 row.append(_ShortestDist.apply(d))
                 bar.step()
             blocks.append(torch.cat(row, dim=1))
@@ -255,7 +267,7 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
             xq = xt[:, q:q + rows].contiguous()
             for g in range(0, N, cols):
                 d = _stripe_block(xq, yt[:, g:g + cols], xx[:, q:q + rows],
-                                  yy[:, g:g + cols], False)
+                                  yy[:, g:g + cols], False, safe)
                 full = d.shape[2:] == work.shape[2:]
                 res = _value(d, work if full else None)
                 out[q:q + rows, g:g + cols] = res

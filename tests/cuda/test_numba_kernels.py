@@ -138,6 +138,35 @@ def test_distances_and_normalize(block, dtype, rng):
     _close(numba_impl.stripe_dist_vjp(_dev(e), _dev(e)), reference.stripe_dist_vjp(e, e), rtol)
 
 
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e30), (np.float64, 1e200)])
+def test_extreme_features(block, dtype, scale, rng):
+    # |x|^2 overflows: normalize rescales (values and gradient, as the oracle); the GPU's
+    # distances use explicit differences, so they are the oracle's (inf -> formula 1 is 1;
+    # the same infinite feature on both sides: inf - inf, NaN). Rounding as above.
+    x = (rng.standard_normal((3, 4, 5)) * scale).astype(dtype)
+    y = rng.standard_normal((3, 2, 5)).astype(dtype)
+    x[1, 2, 3], y[2, 0, 1], x[2, 1, 1] = np.inf, -np.inf, -np.inf
+    rtol = _rtol(dtype, 5, 4, 2, factor=16)
+    finite = np.isfinite(x).all(axis=-1)
+    x64 = x[finite].astype(np.float64)
+    top = np.abs(x64).max(axis=-1, keepdims=True)
+    unit = x64 / (top * np.linalg.norm(x64 / top, axis=-1, keepdims=True))  # in float64
+    np.testing.assert_allclose(_host(numba_impl.normalize(_dev(x)))[finite], unit, rtol=rtol)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for axis in range(3):
+            want = reference.normalize(x, axis)
+            np.testing.assert_allclose(_host(numba_impl.normalize(_dev(x), axis)), want, rtol=rtol)
+            g = rng.standard_normal(x.shape).astype(dtype)
+            want = reference.normalize_vjp(x, g, axis)
+            np.testing.assert_allclose(_host(numba_impl.normalize_vjp(_dev(x), _dev(g), axis)),
+                                       want, rtol=rtol, atol=rtol * np.nanmax(np.abs(want)))
+        assert np.isnan(reference.local_dist(x, y)).any()  # the inf - inf pair is there
+        np.testing.assert_allclose(_host(numba_impl.local_dist(_dev(x), _dev(y))),
+                                   reference.local_dist(x, y), rtol=rtol)
+        np.testing.assert_allclose(_host(numba_impl.batch_local_dist(_dev(x), _dev(y))),
+                                   reference.batch_local_dist(x, y), rtol=rtol)
+
+
 @pytest.mark.parametrize("margin", [None, 0.3])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_mining_and_losses(block, dtype, margin, rng):
@@ -162,6 +191,20 @@ def test_mining_and_losses(block, dtype, margin, rng):
            reference.local_loss(ref_tri, feat, p_inds, n_inds)[0], rtol)
     _close(numba_impl.local_loss_vjp(tri, _dev(feat), p_inds, n_inds),
            reference.local_loss_vjp(ref_tri, feat, p_inds, n_inds), rtol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mining_with_nan_and_infinities(block, dtype, rng):
+    # NaN is the extreme for both hard examples (first NaN wins), as in the oracle.
+    labels = np.array([0, 0, 0, 1, 1, 2, 0, 2, 1])
+    dist = rng.random((9, 9)).astype(dtype)
+    dist[0, 1] = np.nan  # a NaN positive that is not the first candidate
+    dist[1, [3, 4, 7]] = [0.5, np.nan, np.nan]  # NaN negatives: the first one wins
+    dist[2, 6], dist[5, [0, 2]] = np.inf, -np.inf
+    dist[3, [0, 2]] = 0.0  # a tie
+    for got, want in zip(numba_impl.hard_example_mining(_dev(dist), labels, return_inds=True),
+                         reference.hard_example_mining(dist, labels, return_inds=True)):
+        np.testing.assert_array_equal(_host(got), want)  # a selection: exact, NaN included
 
 
 def test_no_negative_is_refused():
