@@ -4,9 +4,10 @@ Squared distances come from explicit differences, ``sum((f_i - g_j)**2)``, as in
 oracle; only ``local_dist`` uses the faster ``|f|^2 + |g|^2 - 2 f.g`` (see ``cpu.py``).
 """
 from . import _checks
-from ._dispatch import backend
+from ._dispatch import backend, follows_torch
 
 
+@follows_torch
 def normalize(x, axis=-1):
     """Scale ``x`` to unit Euclidean length along ``axis``: ``x / (||x||_2 + 1e-12)``.
 
@@ -30,6 +31,7 @@ def normalize(x, axis=-1):
     return backend(target).normalize(x, axis)
 
 
+@follows_torch
 def normalize_vjp(x, grad_out, axis=-1):
     """Gradient of ``normalize(x, axis)`` pulled back from ``grad_out``.
 
@@ -59,6 +61,7 @@ def normalize_vjp(x, grad_out, axis=-1):
     return backend(target).normalize_vjp(x, grad_out, axis)
 
 
+@follows_torch
 def euclidean_dist(x, y):
     """Euclidean distance ``sqrt(max(||x_i - y_j||^2, 1e-12))`` between all rows.
 
@@ -81,6 +84,7 @@ def euclidean_dist(x, y):
     return backend(target).euclidean_dist(x, y)
 
 
+@follows_torch
 def euclidean_dist_vjp(x, y, grad_out):
     """Gradients ``(grad_x, grad_y)`` of ``euclidean_dist``; zero where the 1e-12 clamp is active.
 
@@ -109,6 +113,7 @@ def euclidean_dist_vjp(x, y, grad_out):
     return backend(target).euclidean_dist_vjp(x, y, grad_out)
 
 
+@follows_torch
 def batch_euclidean_dist(x, y):
     """Euclidean distances within each pair of a batch: ``out[k] = euclidean_dist(x[k], y[k])``.
 
@@ -131,6 +136,7 @@ def batch_euclidean_dist(x, y):
     return backend(target).batch_euclidean_dist(x, y)
 
 
+@follows_torch
 def batch_euclidean_dist_vjp(x, y, grad_out):
     """Gradients ``(grad_x, grad_y)`` of ``batch_euclidean_dist``.
 
@@ -160,6 +166,7 @@ def batch_euclidean_dist_vjp(x, y, grad_out):
     return backend(target).batch_euclidean_dist_vjp(x, y, grad_out)
 
 
+@follows_torch
 def stripe_dist(euclid):
     """Formula 1, ``(e^x - 1) / (e^x + 1)``, computed as ``tanh(x / 2)`` (no overflow).
 
@@ -181,6 +188,7 @@ def stripe_dist(euclid):
     return backend(target).stripe_dist(euclid)
 
 
+@follows_torch
 def stripe_dist_vjp(euclid, grad_out):
     """Gradient of formula 1: ``grad_out * (1 - tanh(x/2)^2) / 2``.
 

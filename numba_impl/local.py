@@ -1,8 +1,9 @@
 """The local distance (formula 1, then formula 2) and its VJPs, on the CPU or the GPU."""
 from . import _checks
-from ._dispatch import backend
+from ._dispatch import backend, follows_torch
 
 
+@follows_torch
 def local_dist(x, y, *, chunk_size=None, progress=False):
     """AlignedReID local distance between every image of ``x`` and every image of ``y``.
 
@@ -11,7 +12,8 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     tile's stripe dot products, then a parallel kernel applies formula 1 and formula 2
     per pair, so no more than one tile is in memory besides the ``[M, N]`` result. Squared distances use
     ``|x|^2 + |y|^2 - 2 x.y`` here (cancellation error of order ``eps (|x|^2 + |y|^2)``).
-    On the GPU one kernel computes every pair (at most ``gpu.MAX_STRIPES`` stripes).
+    On the GPU the tiles are as large as ``TILE_BYTES`` allows and their products come
+    from cuBLAS (through torch, when torch sees the GPU).
 
     Parameters
     ----------
@@ -43,6 +45,7 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     return backend(target).local_dist(x, y, chunk_size=chunk_size, progress=bool(progress))
 
 
+@follows_torch
 def local_dist_vjp(x, y, grad_out):
     """Gradients ``(grad_x, grad_y)`` of ``local_dist`` pulled back from ``grad_out``.
 
@@ -73,6 +76,7 @@ def local_dist_vjp(x, y, grad_out):
     return backend(target).local_dist_vjp(x, y, grad_out)
 
 
+@follows_torch
 def batch_local_dist(x, y):
     """Local distance of each aligned pair: ``out[k]`` is the distance of ``x[k]`` and ``y[k]``.
 
@@ -96,6 +100,7 @@ def batch_local_dist(x, y):
     return backend(target).batch_local_dist(x, y)
 
 
+@follows_torch
 def batch_local_dist_vjp(x, y, grad_out):
     """Gradients ``(grad_x, grad_y)`` of ``batch_local_dist`` pulled back from ``grad_out``.
 
