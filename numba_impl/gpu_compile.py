@@ -237,7 +237,11 @@ def main(argv=None):
     if args.one:
         json.dump(check_target(args.one), sys.stdout)
         return 0
-    find_ptxas()  # fail early and clearly without the toolkit
+    try:
+        find_ptxas()  # fail early and clearly without the toolkit
+    except ToolkitMissing as missing:
+        print(f"python -m numba_impl.gpu_compile: {missing}", file=sys.stderr)
+        return 1
     # One process per target: numba-cuda keeps a device function built for the first
     # target it was compiled for. They run side by side.
     children = [subprocess.Popen([sys.executable, "-m", "numba_impl.gpu_compile", "--one", t],

@@ -255,22 +255,3 @@ def test_mining_and_losses(block, dtype, margin, rng):
 def test_no_negative_is_refused():
     with pytest.raises(ValueError, match="hard_example_mining: anchor 0 has no negative"):
         numba_impl.hard_example_mining(_dev(np.zeros((3, 3))), np.zeros(3, dtype=np.int64))
-
-
-@pytest.mark.cuda
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_torch_cuda_tensors_on_hardware(dtype):
-    """Real GPU only: torch CUDA tensors in, the bridge on torch's stream, a large batch."""
-    import torch
-
-    import numba_impl.autograd as nba
-
-    gen = np.random.default_rng(7)
-    d = gen.random((8, 8, 65536)).astype(dtype)
-    out = nba.shortest_dist(torch.from_numpy(d).cuda())
-    np.testing.assert_array_equal(out.cpu().numpy(), reference.shortest_dist(d))
-    x = torch.randn(64, 8, 128, dtype=getattr(torch, np.dtype(dtype).name), device="cuda",
-                    requires_grad=True)
-    loss = nba.local_dist(x, x.detach()).sum()
-    loss.backward()
-    assert x.grad.is_cuda and torch.isfinite(x.grad).all()
