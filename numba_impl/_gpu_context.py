@@ -55,13 +55,11 @@ def torch_launches(device):
     import torch  # only callers that hold torch CUDA tensors come here
 
     stream = cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
-    dtypes = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
-              np.dtype(np.int64): torch.int64}
 
     def allocate(shape, dtype):
         # the Numba view keeps the tensor (its owner) alive; the memory returns to torch's
         # cache on torch's stream, the one every kernel of this block runs on
-        return cuda.as_cuda_array(torch.empty(shape, dtype=dtypes[np.dtype(dtype)],
+        return cuda.as_cuda_array(torch.empty(shape, dtype=getattr(torch, np.dtype(dtype).name),
                                               device=device))
 
     return launches(stream, allocate)
