@@ -126,42 +126,39 @@ fi
   echo "| --- | --- | --- |"
   cat "$TMP/rows"
   echo
-  echo "## Kernels loaded by step 1 (registers and local memory per thread, from the driver)"
-  echo
-  "$PY" - "$OUT/kernel-figures.json" <<'EOF' 2>&1
+  "$PY" - "$OUT/kernel-figures.json" "$OUT/bench-gpu.json" <<'EOF' 2>&1
 import json, sys
-try:
-    rows = json.load(open(sys.argv[1]))
-except OSError:
-    print("none written (the simulator loads no kernels, or step 1 did not finish)")
-    sys.exit()
-print("| kernel | signature | registers | local bytes | max threads per block |")
-print("| --- | --- | --- | --- | --- |")
-for r in rows:
-    print(f"| {r['kernel']} | {r['signature']} | {r['registers']} | {r['local_bytes']} | "
-          f"{r['max_threads_per_block']} |")
+
+
+def markdown(rows, columns):
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(str(row.get(c)) for c in columns) + " |")
+    print()
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError:
+        return None
+
+
+figures, bench = load(sys.argv[1]), load(sys.argv[2])
+print("## Kernels loaded by step 1 (per thread, as the driver reports them)\n")
+if figures is None:
+    print("none written (the simulator loads no kernels, or step 1 did not finish)\n")
+else:
+    markdown(figures, ("kernel", "signature", "registers", "local_bytes", "max_threads_per_block"))
+print("## Benchmarks (bench-gpu.json)\n")
+if bench is None:
+    print("none written\n")
+else:
+    markdown(bench["rows"], ("workload", "row", "seconds", "peak_mb", "note"))
+    markdown(bench["goals"], ("workload", "row", "goal", "measured", "met"))
 EOF
-  echo
-  echo "## Benchmarks (from bench-gpu.json)"
-  echo
-  "$PY" - "$OUT/bench-gpu.json" <<'EOF' 2>&1
-import json, sys
-try:
-    report = json.load(open(sys.argv[1]))
-except OSError:
-    print("none written")
-    sys.exit()
-print("| workload | row | seconds | peak MB | note |")
-print("| --- | --- | --- | --- | --- |")
-for r in report["rows"]:
-    print(f"| {r['workload']} | {r['row']} | {r['seconds']} | {r.get('peak_mb')} | {r['note']} |")
-print()
-print("| workload | row | goal | measured | met |")
-print("| --- | --- | --- | --- | --- |")
-for g in report["goals"]:
-    print(f"| {g['workload']} | {g['row']} | {g['goal']} | {g['measured']} | {g['met']} |")
-EOF
-  echo
   echo "## Output of each step (last lines; all of it in gpu-check.log)"
   cat "$TMP/tails"
   echo

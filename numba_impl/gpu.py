@@ -121,6 +121,12 @@ def _int64(inds):
 
 
 # ---------------------------------------------------------------------- small helpers
+@_device
+def _unravel(k, rows, cols):
+    """``(a, r, c)`` with ``k = (a * rows + r) * cols + c``: a thread's element of an array."""
+    return k // (rows * cols), (k // cols) % rows, k % cols
+
+
 @_kernel("F1", "f")
 def _fill_kernel(out, value):
     k = cuda.grid(1)
@@ -373,8 +379,7 @@ def _pull_x_kernel(x, y, coef, q0, g0, paired, grad_x):
     m, n, dim = x.shape[1], y.shape[1], x.shape[2]
     k = cuda.grid(1)
     if k < rows * m * dim:
-        r, rest = k // (m * dim), k % (m * dim)
-        i, f = rest // dim, rest % dim
+        r, i, f = _unravel(k, m, dim)
         row = r if paired else q0 + r
         v = x[row, i, f]
         total = v - v
@@ -398,8 +403,7 @@ def _pull_y_kernel(x, y, coef, q0, g0, paired, grad_y):
     m, n, dim = x.shape[1], y.shape[1], y.shape[2]
     k = cuda.grid(1)
     if k < pairs * n * dim:
-        p, rest = k // (n * dim), k % (n * dim)
-        j, f = rest // dim, rest % dim
+        p, j, f = _unravel(k, n, dim)
         v = y[g0 + p, j, f]
         total = v - v
         for b in range(coef.shape[0]):
@@ -423,8 +427,7 @@ def _pull(x, y, coef, q0, g0, paired, grad_x, grad_y):
 def _euclid_kernel(x, y, clamp, out):
     k = cuda.grid(1)
     if k < out.size:
-        b, rest = k // (out.shape[1] * out.shape[2]), k % (out.shape[1] * out.shape[2])
-        i, j = rest // out.shape[2], rest % out.shape[2]
+        b, i, j = _unravel(k, out.shape[1], out.shape[2])
         out[b, i, j] = math.sqrt(_clamped(_sq_dist(x, b, i, y, b, j), clamp))
 
 
@@ -433,8 +436,7 @@ def _euclid_coef_kernel(x, y, grad_out, clamp, coef):
     """``coef[0, i, j, b]``: ``grad / dist`` where the clamp is inactive, else 0."""
     k = cuda.grid(1)
     if k < grad_out.size:
-        b, rest = k // (grad_out.shape[1] * grad_out.shape[2]), k % (grad_out.shape[1] * grad_out.shape[2])
-        i, j = rest // grad_out.shape[2], rest % grad_out.shape[2]
+        b, i, j = _unravel(k, grad_out.shape[1], grad_out.shape[2])
         c = clamp - clamp
         g = grad_out[b, i, j]
         if g != 0:
@@ -494,8 +496,7 @@ def _products_kernel(a, b, out):
     """``out[k] = a[k] @ b[k].T``: the products when torch's cuBLAS is not at hand."""
     k = cuda.grid(1)
     if k < out.size:
-        e, rest = k // (out.shape[1] * out.shape[2]), k % (out.shape[1] * out.shape[2])
-        r, c = rest // out.shape[2], rest % out.shape[2]
+        e, r, c = _unravel(k, out.shape[1], out.shape[2])
         total = a[e, r, 0] * b[e, c, 0]
         for f in range(1, a.shape[2]):
             total += a[e, r, f] * b[e, c, f]
@@ -536,8 +537,7 @@ def _by_stripe_kernel(y, g0, out):
     """``out[j, g, f] = y[g0 + g, j, f]``: gallery stripes grouped by stripe for the products."""
     k = cuda.grid(1)
     if k < out.size:
-        j, rest = k // (out.shape[1] * out.shape[2]), k % (out.shape[1] * out.shape[2])
-        g, f = rest // out.shape[2], rest % out.shape[2]
+        j, g, f = _unravel(k, out.shape[1], out.shape[2])
         out[j, g, f] = y[g0 + g, j, f]
 
 
@@ -550,9 +550,8 @@ def _stripes_kernel(dots, xx, yy, q0, g0, half, clamp, paired, d):
     """
     k = cuda.grid(1)
     if k < d.size:
-        m, n, pairs = d.shape[1], d.shape[2], d.shape[3]
-        b, rest = k // (m * n * pairs), k % (m * n * pairs)
-        i, rest = rest // (n * pairs), rest % (n * pairs)
+        pairs = d.shape[3]
+        b, i, rest = _unravel(k, d.shape[1], d.shape[2] * pairs)
         j, p = rest // pairs, rest % pairs
         if paired:
             dot, row = dots[p, i, j, 0], p
@@ -570,9 +569,8 @@ def _path_coef_kernel(x, y, q0, g0, half, clamp, paired, flow):
     """
     k = cuda.grid(1)
     if k < flow.size:
-        m, n, pairs = flow.shape[1], flow.shape[2], flow.shape[3]
-        b, rest = k // (m * n * pairs), k % (m * n * pairs)
-        i, rest = rest // (n * pairs), rest % (n * pairs)
+        pairs = flow.shape[3]
+        b, i, rest = _unravel(k, flow.shape[1], flow.shape[2] * pairs)
         j, p = rest // pairs, rest % pairs
         w = flow[b, i, j, p]
         if w != 0:
