@@ -20,11 +20,13 @@ from numba import cuda
 
 
 class _Launches:
-    """One thread's setting: ``stream`` for launches, ``allocate(shape, dtype)`` for arrays."""
+    """One thread's setting: ``stream`` for launches, ``allocate(shape, dtype)`` for arrays,
+    and ``torch_stream``, the same stream as torch sees it (for torch's cuBLAS), if any."""
 
-    def __init__(self, stream=0, allocate=None):
+    def __init__(self, stream=0, allocate=None, torch_stream=None):
         self.stream = stream
         self.allocate = allocate or self._numba_array
+        self.torch_stream = torch_stream
 
     def _numba_array(self, shape, dtype):
         return cuda.device_array(shape, dtype=dtype, stream=self.stream)
@@ -40,10 +42,10 @@ def current():
 
 
 @contextlib.contextmanager
-def launches(stream=0, allocate=None):
+def launches(stream=0, allocate=None, torch_stream=None):
     """Inside the block, this thread launches on ``stream`` and allocates with ``allocate``."""
     previous = current()
-    _local.launches = _Launches(stream, allocate)
+    _local.launches = _Launches(stream, allocate, torch_stream)
     try:
         yield _local.launches
     finally:
@@ -54,7 +56,8 @@ def torch_launches(device):
     """``launches`` on torch's current stream of ``device``, arrays from torch's allocator."""
     import torch  # only callers that hold torch CUDA tensors come here
 
-    stream = cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
+    on = torch.cuda.current_stream(device)
+    stream = cuda.external_stream(on.cuda_stream)
 
     def allocate(shape, dtype):
         # the Numba view keeps the tensor (its owner) alive; the memory returns to torch's
@@ -62,7 +65,7 @@ def torch_launches(device):
         return cuda.as_cuda_array(torch.empty(shape, dtype=getattr(torch, np.dtype(dtype).name),
                                               device=device))
 
-    return launches(stream, allocate)
+    return launches(stream, allocate, on)
 
 
 def empty(shape, dtype):

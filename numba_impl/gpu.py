@@ -24,6 +24,8 @@ float64 arithmetic in float32:
 Every kernel is declared with the types of its arguments (``_kernel``), so that
 ``numba_impl.gpu_compile`` compiles exactly these for the hardware checks. Constants of
 the data's dtype come in as arguments, so float32 kernels never widen to float64.
+Kernels are cached on disk (``cache=True``) keyed on this file only: after editing
+``_dp.py`` or ``_scalar.py``, delete ``numba_impl/__pycache__/*.nb[ic]`` (as for the CPU).
 """
 import functools
 import math
@@ -523,10 +525,13 @@ def _products(a, b, out):
         _launch(_products_kernel, out.size, a, b, out)
         return
     device = torch.device("cuda", cuda.get_current_device().id)
-    stream = _gpu_context.current().stream
-    handle = int(stream.handle) if stream else 0
-    on = (torch.cuda.ExternalStream(handle, device=device) if handle
-          else torch.cuda.default_stream(device))
+    setting = _gpu_context.current()
+    on = setting.torch_stream
+    if on is None:  # Numba's stream: the default one, unless a caller set another
+        handle = getattr(setting.stream, "handle", None)
+        pointer = int(getattr(handle, "value", handle) or 0)  # ctypes or cuda-python handle
+        on = (torch.cuda.ExternalStream(pointer, device=device) if pointer
+              else torch.cuda.default_stream(device))
     ta, tb, tout = (torch.as_tensor(v, device=device) for v in (a, b, out))
     with torch.cuda.stream(on):
         torch.bmm(ta, tb.transpose(1, 2), out=tout)

@@ -192,11 +192,11 @@ def loaded_figures():
 
     rows = []
     for name, (kernel, _) in sorted(gpu.KERNELS.items()):
-        for signature in kernel.overloads:
-            rows.append(dict(kernel=name, signature=str(signature),
-                             registers=kernel.get_regs_per_thread(signature),
-                             local_bytes=kernel.get_local_mem_per_thread(signature),
-                             max_threads_per_block=kernel.get_max_threads_per_block(signature)))
+        for argtypes, loaded in kernel.overloads.items():
+            rows.append(dict(kernel=name, signature=str(argtypes),
+                             registers=loaded.regs_per_thread,
+                             local_bytes=loaded.local_mem_per_thread,
+                             max_threads_per_block=loaded.max_threads_per_block))
     return rows
 
 

@@ -153,3 +153,15 @@ def test_missing_toolkit_fails_and_says_so(monkeypatch):
     monkeypatch.setenv("PATH", "")
     with pytest.raises(gpu_compile.ToolkitMissing, match="needs the CUDA toolkit"):
         gpu_compile.find_ptxas()
+
+
+def test_loaded_figures_read_each_loaded_build(monkeypatch):
+    import types as pytypes
+
+    loaded = pytypes.SimpleNamespace(regs_per_thread=40, local_mem_per_thread=0,
+                                     max_threads_per_block=1024)
+    kernel = pytypes.SimpleNamespace(overloads={("float32[:]",): loaded})
+    monkeypatch.setattr(gpu, "KERNELS", {"shortest": (kernel, ("F1",))})
+    assert gpu_compile.loaded_figures() == [dict(
+        kernel="shortest", signature="('float32[:]',)", registers=40, local_bytes=0,
+        max_threads_per_block=1024)]
