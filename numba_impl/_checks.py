@@ -7,6 +7,8 @@ The target is chosen by the input: a ``numpy.ndarray`` runs the ``@njit`` kernel
 GPU array runs the ``@cuda.jit`` kernels. A GPU array is a Numba device array (also the
 simulator's ``FakeCUDAArray``, which has no ``__cuda_array_interface__``) or anything
 exposing ``__cuda_array_interface__`` (CuPy, torch CUDA tensors), wrapped without a copy.
+The GPU kernels take C-contiguous arrays only: others are refused here (torch tensors
+are made contiguous before, by ``_dispatch.follows_torch``).
 """
 import numbers
 
@@ -54,6 +56,11 @@ def as_target(func, name, value):
         cuda = _cuda()
         if not cuda.devicearray.is_cuda_ndarray(value):
             value = cuda.as_cuda_array(value)  # zero-copy view of CuPy / torch memory
+        if not value.is_c_contiguous():
+            raise ValueError(
+                f"{func}: {name} must be C-contiguous on the GPU; got shape "
+                f"{tuple(value.shape)} with strides {tuple(value.strides)} (copy it first, "
+                "e.g. cupy.ascontiguousarray)")
         return GPU, value
     raise TypeError(
         f"{func}: {name} must be a numpy.ndarray or a CUDA device array; got {_describe(value)}"
@@ -129,7 +136,9 @@ def _integer_vector(func, name, value, target, n):
     if tuple(value.shape) != (n,):
         raise ValueError(f"{func}: {name} must have shape ({n},); got {tuple(value.shape)}")
     if value_target != target:  # host labels for device distances (or back): move them
-        value = _cuda().to_device(value) if target == GPU else value.copy_to_host()
+        from . import _gpu_context
+
+        value = _gpu_context.to_device(value) if target == GPU else _gpu_context.to_host(value)
     return value
 
 
@@ -141,7 +150,12 @@ def labels_array(func, labels, n, target=CPU):
 def index_array(func, name, inds, n, target=CPU):
     """Check sample indices: a 1-D integer array of length ``n`` with values in ``[0, n)``."""
     inds = _integer_vector(func, name, inds, target, n)
-    host = inds if target == CPU else inds.copy_to_host()
+    if target == CPU:
+        host = inds
+    else:
+        from . import _gpu_context
+
+        host = _gpu_context.to_host(inds)
     if host.min() < 0 or host.max() >= n:
         raise ValueError(
             f"{func}: {name} must hold indices in [0, {n}); got values in [{host.min()}, {host.max()}]"
@@ -154,7 +168,11 @@ def grad_like(func, grad_out, shape, dtype, target=CPU):
     shape = tuple(shape)
     if shape == () and isinstance(grad_out, numbers.Real) and not is_gpu_array(grad_out):
         grad_out = np.asarray(grad_out, dtype=dtype)
-        return _cuda().to_device(grad_out) if target == GPU else grad_out
+        if target == GPU:
+            from . import _gpu_context
+
+            return _gpu_context.to_device(grad_out)
+        return grad_out
     grad_target, grad_out = as_target(func, "grad_out", grad_out)
     same_target(func, "grad_out", grad_target, "the input", target)
     if tuple(grad_out.shape) != shape:

@@ -3,8 +3,9 @@
 ``shortest_dist``, ``batch_local_dist`` and ``local_dist`` take torch tensors (CPU or
 CUDA) and return tensors; forward and backward both run numba_impl's kernels. No copies
 where avoidable: CPU tensors are viewed with ``.numpy()``; CUDA tensors are wrapped
-through ``__cuda_array_interface__`` and the kernels are launched on torch's current
-stream, so they order correctly with surrounding torch work. torch is imported only here.
+through ``__cuda_array_interface__``, the kernels are launched on torch's current stream
+(so they order correctly with surrounding torch work, on whichever thread autograd runs
+the backward pass) and their results live in torch's caching allocator.
 
 Example
 -------
@@ -48,19 +49,13 @@ def _to_torch(array, like):
     return torch.from_numpy(np.asarray(array))  # np.asarray: a 0-d result may be a scalar
 
 
-@contextlib.contextmanager
 def _stream_of(tensor):
-    """Launch the Numba kernels on torch's current CUDA stream."""
+    """GPU work on torch's current stream and allocator (``_gpu_context``), for this thread."""
     if not tensor.is_cuda:
-        yield
-        return
-    from numba import cuda
+        return contextlib.nullcontext()
+    from . import _gpu_context
 
-    from . import gpu
-
-    stream = cuda.external_stream(torch.cuda.current_stream(tensor.device).cuda_stream)
-    with gpu.on_stream(stream):
-        yield
+    return _gpu_context.torch_launches(tensor.device)
 
 
 def _run(func, like, *tensors):

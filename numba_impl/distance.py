@@ -6,9 +6,10 @@ oracle; only the CPU's ``local_dist`` and ``batch_local_dist`` use the faster
 ``normalize`` divides a vector by its largest entry first where ``|x|^2`` overflows.
 """
 from . import _checks
-from ._dispatch import backend
+from ._dispatch import backend, follows_torch
 
 
+@follows_torch
 def normalize(x, axis=-1):
     """Scale ``x`` to unit Euclidean length along ``axis``: ``x / (||x||_2 + 1e-12)``.
 
@@ -32,6 +33,7 @@ def normalize(x, axis=-1):
     return backend(target).normalize(x, axis)
 
 
+@follows_torch
 def normalize_vjp(x, grad_out, axis=-1):
     """Gradient of ``normalize(x, axis)`` pulled back from ``grad_out``.
 
@@ -61,6 +63,7 @@ def normalize_vjp(x, grad_out, axis=-1):
     return backend(target).normalize_vjp(x, grad_out, axis)
 
 
+@follows_torch
 def euclidean_dist(x, y):
     """Euclidean distance ``sqrt(max(||x_i - y_j||^2, 1e-12))`` between all rows.
 
@@ -83,6 +86,7 @@ def euclidean_dist(x, y):
     return backend(target).euclidean_dist(x, y)
 
 
+@follows_torch
 def euclidean_dist_vjp(x, y, grad_out):
     """Gradients ``(grad_x, grad_y)`` of ``euclidean_dist``; zero where the 1e-12 clamp is active.
 
@@ -111,6 +115,7 @@ def euclidean_dist_vjp(x, y, grad_out):
     return backend(target).euclidean_dist_vjp(x, y, grad_out)
 
 
+@follows_torch
 def batch_euclidean_dist(x, y):
     """Euclidean distances within each pair of a batch: ``out[k] = euclidean_dist(x[k], y[k])``.
 
@@ -133,6 +138,7 @@ def batch_euclidean_dist(x, y):
     return backend(target).batch_euclidean_dist(x, y)
 
 
+@follows_torch
 def batch_euclidean_dist_vjp(x, y, grad_out):
     """Gradients ``(grad_x, grad_y)`` of ``batch_euclidean_dist``.
 
@@ -162,6 +168,7 @@ def batch_euclidean_dist_vjp(x, y, grad_out):
     return backend(target).batch_euclidean_dist_vjp(x, y, grad_out)
 
 
+@follows_torch
 def stripe_dist(euclid):
     """Formula 1, ``(e^x - 1) / (e^x + 1)``, computed as ``tanh(x / 2)`` (no overflow).
 
@@ -183,6 +190,7 @@ def stripe_dist(euclid):
     return backend(target).stripe_dist(euclid)
 
 
+@follows_torch
 def stripe_dist_vjp(euclid, grad_out):
     """Gradient of formula 1: ``grad_out * (1 - tanh(x/2)^2) / 2``.
 

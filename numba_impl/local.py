@@ -1,8 +1,9 @@
 """The local distance (formula 1, then formula 2) and its VJPs, on the CPU or the GPU."""
 from . import _checks
-from ._dispatch import backend
+from ._dispatch import backend, follows_torch
 
 
+@follows_torch
 def local_dist(x, y, *, chunk_size=None, progress=False):
     """AlignedReID local distance between every image of ``x`` and every image of ``y``.
 
@@ -13,7 +14,8 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     ``|x|^2 + |y|^2 - 2 x.y`` here (cancellation error of order ``eps (|x|^2 + |y|^2)``);
     where that overflows (huge or infinite features) the entries come from explicit
     differences, as in the oracle, so NaN appears only where the oracle has NaN.
-    On the GPU one kernel computes every pair (at most ``gpu.MAX_STRIPES`` stripes).
+    On the GPU the tiles are as large as ``TILE_BYTES`` allows and their products come
+    from cuBLAS (through torch, when torch sees the GPU).
 
     Parameters
     ----------
@@ -45,6 +47,7 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     return backend(target).local_dist(x, y, chunk_size=chunk_size, progress=bool(progress))
 
 
+@follows_torch
 def local_dist_vjp(x, y, grad_out):
     """Gradients ``(grad_x, grad_y)`` of ``local_dist`` pulled back from ``grad_out``.
 
@@ -75,6 +78,7 @@ def local_dist_vjp(x, y, grad_out):
     return backend(target).local_dist_vjp(x, y, grad_out)
 
 
+@follows_torch
 def batch_local_dist(x, y):
     """Local distance of each aligned pair: ``out[k]`` is the distance of ``x[k]`` and ``y[k]``.
 
@@ -98,6 +102,7 @@ def batch_local_dist(x, y):
     return backend(target).batch_local_dist(x, y)
 
 
+@follows_torch
 def batch_local_dist_vjp(x, y, grad_out):
     """Gradients ``(grad_x, grad_y)`` of ``batch_local_dist`` pulled back from ``grad_out``.
 

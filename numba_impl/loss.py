@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 
 from . import _checks
-from ._dispatch import backend
+from ._dispatch import backend, follows_torch
 from .mining import _mine, hard_example_mining
 
 
@@ -52,11 +52,13 @@ class TripletLoss:
         ops = backend(target)
         return ops, ops.triplet_terms(dist_ap, dist_an, self.margin)
 
+    @follows_torch
     def __call__(self, dist_ap, dist_an):
         """The loss: a 0-d value of the distances' dtype (a 0-d device array on the GPU)."""
         ops, (losses, _) = self._terms("TripletLoss", dist_ap, dist_an)
         return ops.mean(losses)
 
+    @follows_torch
     def vjp(self, dist_ap, dist_an, grad_out=1.0):
         """Gradients ``(grad_ap, grad_an)`` of the loss pulled back from ``grad_out``.
 
@@ -90,6 +92,7 @@ def _global_args(func, tri_loss, global_feat, labels):
     return backend(target), global_feat, labels
 
 
+@follows_torch
 def global_loss(tri_loss, global_feat, labels, normalize_feature=True):
     """Triplet loss on the Euclidean distances of global features, with batch-hard mining.
 
@@ -122,6 +125,7 @@ def global_loss(tri_loss, global_feat, labels, normalize_feature=True):
     return tri_loss(dist_ap, dist_an), p_inds, n_inds, dist_ap, dist_an, dist_mat
 
 
+@follows_torch
 def global_loss_vjp(tri_loss, global_feat, labels, normalize_feature=True):
     """Gradient of ``global_loss(...)[0]`` with respect to ``global_feat``.
 
@@ -158,11 +162,10 @@ def _local_args(func, tri_loss, local_feat, p_inds, n_inds, labels):
     else:
         p_inds = _checks.index_array(func, "p_inds", p_inds, count, target)
         n_inds = _checks.index_array(func, "n_inds", n_inds, count, target)
-    if target == "gpu":
-        backend(target).check_stripes(func, local_feat.shape[1], local_feat.shape[1])
     return backend(target), local_feat, p_inds, n_inds, labels
 
 
+@follows_torch
 def local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None, normalize_feature=True):
     """Triplet loss on local distances, with given hard examples or mined on the local distance.
 
@@ -202,6 +205,7 @@ def local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None, norm
     return tri_loss(dist_ap, dist_an), dist_ap, dist_an, dist_mat
 
 
+@follows_torch
 def local_loss_vjp(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None,
                    normalize_feature=True):
     """Gradient of ``local_loss(...)[0]`` with respect to ``local_feat``.

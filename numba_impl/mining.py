@@ -1,6 +1,6 @@
 """Batch-hard mining of the hardest positive and negative of every anchor."""
 from . import _checks
-from ._dispatch import backend
+from ._dispatch import backend, follows_torch
 
 
 def _mine(func, dist_mat, labels):
@@ -9,7 +9,12 @@ def _mine(func, dist_mat, labels):
         raise ValueError(f"{func}: dist_mat must have shape (N, N); got {tuple(dist_mat.shape)}")
     labels = _checks.labels_array(func, labels, dist_mat.shape[0], target)
     dist_ap, dist_an, p_inds, n_inds = backend(target).hard_example_mining(dist_mat, labels)
-    host_n = n_inds if target == "cpu" else n_inds.copy_to_host()
+    if target == "cpu":
+        host_n = n_inds
+    else:
+        from . import _gpu_context
+
+        host_n = _gpu_context.to_host(n_inds)
     if (host_n < 0).any():
         anchor = int((host_n < 0).argmax())
         raise ValueError(f"{func}: anchor {anchor} has no negative; labels must hold at least "
@@ -17,6 +22,7 @@ def _mine(func, dist_mat, labels):
     return dist_ap, dist_an, p_inds, n_inds
 
 
+@follows_torch
 def hard_example_mining(dist_mat, labels, return_inds=False):
     """For each anchor, the farthest same-label sample and the nearest other-label sample.
 

@@ -2,9 +2,10 @@
 import numpy as np
 
 from . import _checks
-from ._dispatch import backend
+from ._dispatch import backend, follows_torch
 
 
+@follows_torch
 def shortest_dist(dist_mat):
     """Formula 2: length of the shortest down/right path through each matrix.
 
@@ -28,12 +29,12 @@ def shortest_dist(dist_mat):
     target, dist_mat = _checks.float_array(func, "dist_mat", dist_mat, "(m, n) or (m, n, *)",
                                            min_ndim=2)
     if target == "gpu":
-        backend(target).check_stripes(func, *dist_mat.shape[:2])
         return backend(target).shortest_dist(dist_mat)
     out = backend(target).shortest_dist(dist_mat)
     return out[()] if out.ndim == 0 else out
 
 
+@follows_torch
 def shortest_dist_vjp(dist_mat, grad_out):
     """Gradient of formula 2: the optimal path's unit flow (half each way on a tie) times grad_out.
 
@@ -58,7 +59,6 @@ def shortest_dist_vjp(dist_mat, grad_out):
                                            min_ndim=2)
     grad_out = _checks.grad_like(func, grad_out, dist_mat.shape[2:], dist_mat.dtype, target)
     if target == "gpu":
-        backend(target).check_stripes(func, *dist_mat.shape[:2])
         if grad_out.ndim == 0:
             grad_out = grad_out.reshape(1)
     return backend(target).shortest_dist_vjp(dist_mat, np.asarray(grad_out) if target == "cpu" else grad_out)

@@ -14,7 +14,11 @@ def _inputs_repr(inputs):
 
 
 def assert_bitwise(got, want, impl, func, inputs):
-    """Exact equality, NaN equal to NaN, same dtype and shape."""
+    """Exact equality, NaN equal to NaN, same dtype and shape.
+
+    The sign of a zero is not compared: where a -0 and a +0 tie in formula 2, the oracle's
+    ``np.minimum`` keeps the second, the implementations keep the first (see the contract).
+    """
     __tracebackhide__ = True
     got, want = np.asarray(got), np.asarray(want)
     where = f"{_context(impl, func, inputs)}"

@@ -7,21 +7,28 @@ DTYPES = st.sampled_from([np.float32, np.float64])
 
 
 @st.composite
-def cost_matrices(draw, min_side=1, max_side=16, dtype=None, batch=False, ties=None):
+def cost_matrices(draw, min_side=1, max_side=16, dtype=None, batch=False, ties=None,
+                  specials=False):
     """Non-negative cost matrices ``[m, n]`` (or ``[m, n, k]`` when ``batch``).
 
     With ``ties`` (drawn when None) the entries come from a handful of values such as
-    0.25 and 0.5, so that equal partial sums, hence ties in formula 2, are common.
+    0.25 and 0.5, so that equal partial sums, hence ties in formula 2, are common. With
+    ``specials`` (drawn when None) some entries are -0, subnormal or +inf: values that a
+    flush to zero, a sign lost from a zero or an inf - inf would change.
     """
     dtype = draw(DTYPES) if dtype is None else dtype
     m = draw(st.integers(min_side, max_side))
     n = draw(st.integers(min_side, max_side))
     shape = (m, n) + ((draw(st.integers(1, 4)),) if batch else ())
     ties = draw(st.booleans()) if ties is None else ties
+    specials = draw(st.booleans()) if specials is None else specials
     if ties:
         elements = st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0])
     else:
         elements = st.floats(0, 1, width=np.finfo(dtype).bits, allow_subnormal=False)
+    if specials:
+        tiny = float(np.finfo(dtype).smallest_subnormal)
+        elements = st.one_of(elements, st.sampled_from([-0.0, tiny, 3 * tiny, np.inf]))
     return draw(hnp.arrays(dtype, shape, elements=elements))
 
 

@@ -26,8 +26,10 @@ def path_sum(d, path):
     return total
 
 
-@given(cost_matrices())
+@given(cost_matrices(specials=None))
 @example(np.zeros((1, 1), np.float32))
+@example(np.array([[-0.0, -0.0], [0.0, -0.0]], np.float32))  # -0 and +0 tie
+@example(np.array([[1e-45, 1e-45], [np.inf, 1e-45]], np.float32))  # subnormal path, inf aside
 @example(np.ones((1, 9), np.float64))
 @example(np.full((9, 1), 0.5, np.float32))
 @example(np.full((4, 4), 0.25, np.float64))  # every path ties

@@ -6,7 +6,13 @@ The simulator must be switched on before Numba is first imported, hence the sepa
 process. Without it and without a GPU these tests fail (they never pass silently).
 Tests marked ``cuda`` need real hardware (torch CUDA tensors, hardware limits) and are
 skipped under the simulator, which cannot run them.
+
+Every launch checks its arguments against the kernel's declared types
+(``gpu.CHECK_ARGUMENTS``): the compile-time check (``numba_impl.gpu_compile``) builds
+those, so it checks what runs. On hardware, ``ALIGNEDREID_KERNEL_FIGURES=PATH`` writes the
+registers and local memory of every kernel the run loaded to ``PATH`` (JSON).
 """
+import json
 import os
 
 import pytest
@@ -21,6 +27,22 @@ def _gpu_present():
         return cuda.is_available()
     except Exception:  # noqa: BLE001 - no driver at all
         return False
+
+
+@pytest.fixture(autouse=True)
+def _declared_arguments(monkeypatch):
+    from numba_impl import gpu
+
+    monkeypatch.setattr(gpu, "CHECK_ARGUMENTS", True)
+
+
+def pytest_sessionfinish(session):
+    path = os.environ.get("ALIGNEDREID_KERNEL_FIGURES")
+    if path and not SIMULATOR and _gpu_present():
+        from numba_impl import gpu_compile
+
+        with open(path, "w") as f:
+            json.dump(gpu_compile.loaded_figures(), f, indent=1)
 
 
 @pytest.fixture(autouse=True)
