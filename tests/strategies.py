@@ -82,3 +82,22 @@ def distance_matrices(draw, n, dtype=None, ties=None):
     elements = (st.sampled_from([0.0, 0.5, 1.0]) if ties
                 else st.floats(0, 4, width=np.finfo(dtype).bits, allow_subnormal=False))
     return draw(hnp.arrays(dtype, (n, n), elements=elements))
+
+
+# --- issue 9: indices, layouts, infinite cells
+@st.composite
+def cost_matrices_with_extremes(draw, min_side=1, max_side=16, dtype=None, batch=False):
+    """Cost matrices with some cells ``+inf`` or so large that path sums overflow to ``+inf``.
+
+    Where every path through a cell is infinite, the comparisons of formula 2 tie between
+    infinities, and on the first row and column with the ``+inf`` padding that some
+    implementations read outside the matrix: the gradient must still stay inside it.
+    No ``-inf``: with ``+inf`` in the same matrix it makes NaN (``inf - inf``).
+    """
+    d = draw(cost_matrices(min_side, max_side, dtype=dtype, batch=batch))
+    big = np.finfo(d.dtype).max
+    extremes = np.array([np.inf, big, big / 2], dtype=d.dtype)
+    planted = draw(hnp.arrays(np.bool_, d.shape, elements=st.sampled_from([False, False, True])))
+    which = draw(hnp.arrays(np.int8, d.shape, elements=st.integers(0, len(extremes) - 1)))
+    d[planted] = extremes[which[planted]]
+    return d

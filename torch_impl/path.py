@@ -148,7 +148,8 @@ _SCRATCH_MAX_ELEMENTS = 1 << 20
 
 
 def _flow_buffers(table, reuse):
-    """``(flow, its seeded cell, w_up, w_left, views of the reverse loop)``.
+    """``(flow, its seeded cell, w_up, w_left, views of the first row and
+    column of w_up, views of the reverse loop)``.
 
     ``reuse`` takes them from the per-thread scratch, for small tables on the
     CPU only (on a GPU a buffer reused across calls could race with work on
@@ -168,7 +169,10 @@ def _flow_buffers(table, reuse):
     # Diagonal k (``to_left[k]``, rows 1..m) feeds diagonal k - 1.
     loop = tuple(zip(to_left[:0:-1], to_up[-2::-1], to_left[-2::-1],
                      w_up.unbind(0)[::-1], w_left.unbind(0)[::-1]))
-    buffers = flow, flow[steps - 1, m], w_up, w_left, loop
+    # The shares of the first row (t = 0: no cell above) and of the first
+    # column (cell (k + 1, 0) at [k, k + 1]: no cell to the left).
+    edges = w_up[:, 0], w_up.diagonal(1, 0, 1)
+    buffers = flow, flow[steps - 1, m], w_up, w_left, edges, loop
     if reuse:
         _flow_scratch.key, _flow_scratch.buffers = key, buffers
     return buffers
@@ -183,14 +187,17 @@ def _table_flow(table, seed, scale=1, reuse=False):
     to each on an exact tie (the ``torch.minimum`` rule), so for ``seed = 1``
     the result is a unit flow.  A NaN comparison sends nothing to "up" and
     everything to "left" (neither ``<`` nor ``==`` holds); the forward value
-    is NaN there anyway.  Cells outside the matrix receive nothing: their
-    ``+inf`` always loses to a finite neighbour.
+    is NaN there anyway.  The first row sends everything left and the first
+    column everything up, whatever the values: compared with the ``+inf``
+    padding, a ``+inf`` cell would tie and leak half of the flow out of the
+    matrix.  So cells outside the matrix receive nothing.
 
     With ``reuse`` the result lives in a per-thread scratch buffer that the
     next call overwrites: only for a caller that consumes it at once.
     """
     m = table.shape[1] - 1
-    flow, seeded, w_up, w_left, loop = _flow_buffers(table, reuse)
+    flow, seeded, w_up, w_left, (first_row, first_col), loop = \
+        _flow_buffers(table, reuse)
     flow.zero_()
     seeded.add_(seed, alpha=scale)  # sets it: 0 + scale * seed
     if loop:
@@ -200,6 +207,8 @@ def _table_flow(table, seed, scale=1, reuse=False):
         # on a tie.
         torch.lt(up, left, out=w_up).add_(
             torch.eq(up, left, out=w_left), alpha=0.5)
+        first_row.zero_()
+        first_col.fill_(1)
         torch.sub(1, w_up, out=w_left)
         for g, up_k, left_k, w_u, w_l in loop:
             up_k.addcmul_(g, w_u)
