@@ -85,6 +85,9 @@ def distance_matrices(draw, n, dtype=None, ties=None):
 
 
 # --- issue 9: indices, layouts, infinite cells
+from reference.crosscheck import LAYOUTS  # noqa: E402 - kept with the strategies that use it
+
+
 @st.composite
 def cost_matrices_with_extremes(draw, min_side=1, max_side=16, dtype=None, batch=False):
     """Cost matrices with some cells ``+inf`` or so large that path sums overflow to ``+inf``.
@@ -101,3 +104,19 @@ def cost_matrices_with_extremes(draw, min_side=1, max_side=16, dtype=None, batch
     which = draw(hnp.arrays(np.int8, d.shape, elements=st.integers(0, len(extremes) - 1)))
     d[planted] = extremes[which[planted]]
     return d
+
+
+def layouts():
+    """The memory layouts in which ``reference.crosscheck`` hands inputs over (``in_layout``)."""
+    return st.sampled_from(LAYOUTS)
+
+
+@st.composite
+def repeated_along(draw, array, axes=None):
+    """``array`` made constant along one axis drawn from ``axes`` (default: any), so that the
+    ``expanded`` layout gives it stride 0 there; unchanged when no such axis is longer than 1."""
+    axes = [a for a in (range(array.ndim) if axes is None else axes) if array.shape[a] > 1]
+    if not axes:
+        return array
+    axis = draw(st.sampled_from(axes))
+    return np.ascontiguousarray(np.broadcast_to(array.take([0], axis=axis), array.shape))

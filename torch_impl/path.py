@@ -50,7 +50,8 @@ def _rows(k, m, n):
 
 
 def _value(d, work=None):
-    """``S[m-1, n-1]`` of ``d`` with shape ``(m, n, *batch)``, any strides.
+    """``S[m-1, n-1]`` of ``d`` with shape ``(m, n, *batch)``, strides with
+    ``s_i >= s_j``.
 
     The value path (no gradient): only the cells of the matrix are computed,
     reading ``d`` in place through strided diagonal views, and only two
@@ -228,6 +229,11 @@ class _ShortestDist(torch.autograd.Function):
     @staticmethod
     def forward(ctx, d):
         if not ctx.needs_input_grad[0]:
+            if d.stride(0) < d.stride(1):
+                # _value steps along a diagonal by s_i - s_j, and torch has no
+                # negative strides (d.t(), a row-expanded d): the transpose has
+                # the same paths, each summed in the same order, so the same value.
+                d = d.transpose(0, 1)
             return _value(d)
         m, n = d.shape[0], d.shape[1]
         skewed, cells = _skewed_buffer(m, n, d.shape[2:], d)
