@@ -74,9 +74,14 @@ def labels_array(func, labels, n):
 
 
 def index_array(func, name, inds, n):
-    """Check sample indices: a 1-D integer ndarray of length ``n`` with values in ``[0, n)``."""
-    if not isinstance(inds, np.ndarray) or inds.dtype.kind not in "iu":
-        raise TypeError(f"{func}: {name} must be an integer numpy.ndarray; got {_describe(inds)}")
+    """Check sample indices: a 1-D integer ndarray of length ``n`` with values in ``[0, n)``.
+
+    Any integer dtype; a boolean array is refused, not taken for a mask.
+    """
+    if not isinstance(inds, np.ndarray):
+        raise TypeError(f"{func}: {name} must be a numpy.ndarray; got {_describe(inds)}")
+    if inds.dtype.kind not in "iu":
+        raise TypeError(f"{func}: {name} must have an integer dtype; got {inds.dtype}")
     if inds.shape != (n,):
         raise ValueError(f"{func}: {name} must have shape ({n},); got {inds.shape}")
     if inds.size and (inds.min() < 0 or inds.max() >= n):

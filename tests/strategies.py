@@ -120,3 +120,28 @@ def repeated_along(draw, array, axes=None):
         return array
     axis = draw(st.sampled_from(axes))
     return np.ascontiguousarray(np.broadcast_to(array.take([0], axis=axis), array.shape))
+
+
+INTEGER_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+
+
+@st.composite
+def labels_in_any_integer_dtype(draw, ids):
+    """Identity labels ``ids`` (0, 1, ...) renamed in a drawn integer dtype: shifted to the
+    dtype's lowest or highest values, to negative ones, or next to 2**24 or 2**53, where
+    float32 or float64 would merge neighbours (2**24 + 1 rounds to 2**24 in float32).
+
+    Only equality of labels matters, so every result must be that of ``ids`` itself.
+    """
+    dtype = draw(st.sampled_from(INTEGER_DTYPES))
+    info = np.iinfo(dtype)
+    count = int(ids.max()) + 1
+    starts = [0, int(info.min), int(info.max) - count + 1, -count, 2**24 - 1, 2**53 - 1]
+    start = draw(st.sampled_from([s for s in starts
+                                  if info.min <= s and s + count - 1 <= info.max]))
+    return np.array([start + int(k) for k in ids], dtype=dtype)  # Python ints: no overflow
+
+
+def indices_in_any_integer_dtype(inds):
+    """Sample indices ``inds`` in a drawn integer dtype (fewer than 128 samples fit them all)."""
+    return st.sampled_from(INTEGER_DTYPES).map(inds.astype)

@@ -78,6 +78,8 @@ def _label_rows(func, head, tail=()):
         _row(func, "labels 2-D", (*head, LABELS[:, None], *tail), ValueError, ("labels",)),
         _row(func, "labels float", (*head, LABELS.astype(np.float64), *tail), TypeError,
              ("labels",)),
+        _row(func, "labels bool", (*head, LABELS.astype(bool), *tail), TypeError,
+             ("labels", "bool")),
         _row(func, "labels list", (*head, LABELS.tolist(), *tail), TypeError, ("labels",)),
         _row(func, "no negative", (*head, SAME_LABELS, *tail), ValueError, ("labels",)),
     ]
@@ -148,6 +150,19 @@ CASES = [
          ("n_inds",)),
     _row("local_loss", "p_inds float", (TRI, LOCAL, P_INDS.astype(np.float64), N_INDS), TypeError,
          ("p_inds",)),
+    # Boolean indices are refused, never taken for a mask; the message says what came.
+    _row("local_loss", "p_inds bool", (TRI, LOCAL, P_INDS.astype(bool), N_INDS), TypeError,
+         ("p_inds", "bool")),
+    _row("local_loss", "n_inds bool", (TRI, LOCAL, P_INDS, N_INDS.astype(bool)), TypeError,
+         ("n_inds", "bool")),
+    # Labels given along with the indices are not used, but checked all the same.
+    _row("local_loss", "labels too short with indices", (TRI, LOCAL, P_INDS, N_INDS, LABELS[:-1]),
+         ValueError, ("labels",)),
+    _row("local_loss", "labels a string with indices", (TRI, LOCAL, P_INDS, N_INDS, "0011"),
+         TypeError, ("labels",)),
+    _row("local_loss", "labels float with indices", (TRI, LOCAL, P_INDS, N_INDS,
+                                                     LABELS.astype(np.float64)), TypeError,
+         ("labels",)),
 ]
 
 

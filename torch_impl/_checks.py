@@ -109,15 +109,21 @@ def check_labels(fn, labels, n, name="labels"):
 def check_indices(fn, name, inds, n):
     """``inds`` must be a 1-D integer tensor of ``n`` indices into ``n`` rows.
 
-    The range check reads one boolean back from the device.
+    Any integer dtype: returned as ``torch.long``, so that ``uint8`` is never
+    taken for a boolean mask (and uint16..uint64, which torch cannot compare
+    or index with, work).  A uint64 index beyond the int64 range wraps to a
+    negative one and is refused.  The range check reads one boolean back from
+    the device.
     """
     check_labels(fn, inds, n, name=name)
-    bad = (inds < 0) | (inds >= n)
+    as_long = inds.long()
+    bad = (as_long < 0) | (as_long >= n)
     if bool(bad.any()):
         first = int(torch.nonzero(bad)[0, 0])
         raise ValueError(
-            f"{fn}: {name} must hold indices in [0, {n}); got {int(inds[first])} "
-            f"at position {first}")
+            f"{fn}: {name} must hold indices in [0, {n}); got "
+            f"{inds[first].item()} at position {first}")
+    return as_long
 
 
 def check_square(fn, name, x):

@@ -156,8 +156,10 @@ def local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None,
             f"{'only p_inds' if n_inds is None else 'only n_inds'}")
     feat = normalize(local_feat, axis=-1) if normalize_feature else local_feat
     if p_inds is not None:
-        _checks.check_indices(fn, "p_inds", p_inds, n)
-        _checks.check_indices(fn, "n_inds", n_inds, n)
+        p_inds = _checks.check_indices(fn, "p_inds", p_inds, n)
+        n_inds = _checks.check_indices(fn, "n_inds", n_inds, n)
+        if labels is not None:  # unused here, but a wrong one is still an error
+            _checks.check_labels(fn, labels, n)
         dist_ap = batch_local_dist(feat, feat[p_inds])
         dist_an = batch_local_dist(feat, feat[n_inds])
         return tri_loss(dist_ap, dist_an), dist_ap, dist_an
