@@ -6,6 +6,11 @@ where avoidable: CPU tensors are viewed with ``.numpy()``; CUDA tensors are wrap
 through ``__cuda_array_interface__`` and the kernels are launched on torch's current
 stream, so they order correctly with surrounding torch work. torch is imported only here.
 
+First order only: autograd cannot record the Numba kernels of the backward passes, so a
+backward pass asked to build a graph (``create_graph=True``, as a gradient penalty needs)
+raises a ``RuntimeError`` rather than return a gradient without one. ``torch_impl``
+supports double backward.
+
 Example
 -------
 >>> import torch, numba_impl.autograd as nba
@@ -16,6 +21,7 @@ tensor([[1., 0.],
         [1., 1.]], dtype=torch.float64)
 """
 import contextlib
+import functools
 
 import numpy as np
 import torch
@@ -63,6 +69,26 @@ def _stream_of(tensor):
         yield
 
 
+def _first_order(func):
+    """Decorate a ``backward`` to refuse building a graph for a second derivative.
+
+    Without this the gradient would carry no graph, and a gradient penalty would silently
+    count as a constant. ``once_differentiable`` refuses only when the incoming gradient
+    needs a graph, not for ``autograd.grad(out.sum(), x, create_graph=True)``.
+    """
+    def decorate(backward):
+        @functools.wraps(backward)
+        def first_order_backward(ctx, *grads):
+            if torch.is_grad_enabled():  # the engine enables it for create_graph=True only
+                raise RuntimeError(
+                    f"{func}: numba_impl.autograd has no second derivative (autograd cannot "
+                    "record its Numba kernels); got a backward pass with create_graph=True. "
+                    "Use torch_impl for double backward (gradient penalties).")
+            return backward(ctx, *grads)
+        return first_order_backward
+    return decorate
+
+
 def _run(func, like, *tensors):
     with _stream_of(like):
         return func(*(_to_numba(t) for t in tensors))
@@ -77,6 +103,7 @@ class ShortestDist(torch.autograd.Function):
         return _to_torch(_run(_path.shortest_dist, dist_mat, dist_mat), dist_mat)
 
     @staticmethod
+    @_first_order("shortest_dist")
     def backward(ctx, grad_out):
         (dist_mat,) = ctx.saved_tensors
         grad = _run(_path.shortest_dist_vjp, dist_mat, dist_mat, grad_out.to(dist_mat.dtype))
@@ -103,6 +130,7 @@ class BatchLocalDist(torch.autograd.Function):
         return torch.from_numpy(out)
 
     @staticmethod
+    @_first_order("batch_local_dist")
     def backward(ctx, grad_out):
         x, y = ctx.saved_tensors  # unpacking checks that x, y were not changed in place
         if grad_out.dtype != x.dtype:  # a no-op .to() still cost microseconds a step
@@ -126,6 +154,7 @@ class LocalDist(torch.autograd.Function):
         return _to_torch(out, x)
 
     @staticmethod
+    @_first_order("local_dist")
     def backward(ctx, grad_out):
         x, y = ctx.saved_tensors
         grad_x, grad_y = _run(_local.local_dist_vjp, x, x, y, grad_out.to(x.dtype))
