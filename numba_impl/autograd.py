@@ -31,10 +31,36 @@ from . import local as _local
 from . import path as _path
 
 
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+# The device types whose autocast the bridge meets: CPU and CUDA tensors.
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+
+
 def _check_tensor(func, name, value):
+    """A dense float32/float64 tensor with data; half precision only inside autocast,
+    where the Functions cast it to float32 (``_float32_forward``)."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{func}: {name} must be a torch.Tensor; got {type(value).__name__}")
+    if value.is_meta or value.layout != torch.strided:
+        kind = "meta" if value.is_meta else str(value.layout)
+        raise TypeError(f"{func}: {name} must be a dense tensor with data, on the CPU or a "
+                        f"CUDA device; got a {kind} tensor")
+    autocast = value.dtype in _HALF_DTYPES and torch.is_autocast_enabled(value.device.type)
+    if value.dtype not in _FLOAT_DTYPES and not autocast:
+        hint = ("; compute in float32: call .float() on it, or call inside torch.autocast"
+                if value.dtype in _HALF_DTYPES else "")
+        raise TypeError(f"{func}: {name} must have dtype torch.float32 or torch.float64; "
+                        f"got {value.dtype}{hint}")
     return value
+
+
+def _float32_forward(forward):
+    """``torch.amp.custom_fwd(cast_inputs=torch.float32)`` for every device type: inside
+    autocast, float16 and bfloat16 inputs are computed in float32 (and give float32)."""
+    for device in _AUTOCAST_DEVICES:
+        forward = torch.amp.custom_fwd(forward, device_type=device, cast_inputs=torch.float32)
+    return forward
 
 
 def _to_numba(tensor):
@@ -98,6 +124,7 @@ class ShortestDist(torch.autograd.Function):
     """Formula 2 (``numba_impl.shortest_dist``) with its reverse-pass gradient."""
 
     @staticmethod
+    @_float32_forward
     def forward(ctx, dist_mat):
         ctx.save_for_backward(dist_mat)
         return _to_torch(_run(_path.shortest_dist, dist_mat, dist_mat), dist_mat)
@@ -119,6 +146,7 @@ class BatchLocalDist(torch.autograd.Function):
     """
 
     @staticmethod
+    @_float32_forward
     def forward(ctx, x, y):
         ctx.save_for_backward(x, y)  # also makes autograd refuse x, y changed in place
         if x.is_cuda:
@@ -146,6 +174,7 @@ class LocalDist(torch.autograd.Function):
     """``numba_impl.local_dist`` with ``local_dist_vjp`` as its backward."""
 
     @staticmethod
+    @_float32_forward
     def forward(ctx, x, y, chunk_size, progress):
         ctx.save_for_backward(x, y)
         with _stream_of(x):

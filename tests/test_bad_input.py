@@ -17,6 +17,11 @@ from hypothesis.extra import numpy as hnp
 
 import reference
 
+try:
+    import torch
+except ImportError:  # then no implementation takes tensors: the tensor rows are left out
+    torch = None
+
 from .assertions import assert_bitwise
 from .strategies import cost_matrices
 
@@ -44,6 +49,20 @@ def _row(func, case, args, error, names, **kwargs):
                         marks=pytest.mark.uses(func))
 
 
+def _odd_arrays(good):
+    """``(case, value)``: arrays of ``good``'s shape that no implementation computes with.
+
+    Half precision is computed in float32 only inside ``torch.autocast`` (no silent
+    casting outside it); meta tensors have no values and sparse ones no strides.
+    """
+    odd = [("float16", good.astype(np.float16))]
+    if torch is not None:
+        dense = torch.from_numpy(good)
+        odd += [("bfloat16", dense.bfloat16()), ("meta", dense.to("meta")),
+                ("sparse", dense.to_sparse())]
+    return odd
+
+
 def _pair_rows(func, x_shape, y_shape, batched):
     """The bad cases of a function of two stripe-feature arrays ``x``, ``y``."""
     x, y = arr(*x_shape), arr(*y_shape)
@@ -67,6 +86,8 @@ def _pair_rows(func, x_shape, y_shape, batched):
     if batched:
         rows.append(_row(func, "pair count mismatch", (x, arr(y_shape[0] + 1, *y_shape[1:])),
                          ValueError, ("x", "y")))
+    rows += [_row(func, f"x {case}", (bad, y), TypeError, ("x",)) for case, bad in _odd_arrays(x)]
+    rows += [_row(func, f"y {case}", (x, bad), TypeError, ("y",)) for case, bad in _odd_arrays(y)]
     return rows
 
 
@@ -81,6 +102,8 @@ def _label_rows(func, head, tail=()):
         _row(func, "labels bool", (*head, LABELS.astype(bool), *tail), TypeError,
              ("labels", "bool")),
         _row(func, "labels list", (*head, LABELS.tolist(), *tail), TypeError, ("labels",)),
+        *[_row(func, f"labels {case}", (*head, bad, *tail), TypeError, ("labels",))
+          for case, bad in _odd_arrays(LABELS)[2:]],  # meta, sparse
         _row(func, "no negative", (*head, SAME_LABELS, *tail), ValueError, ("labels",)),
     ]
 
@@ -97,6 +120,8 @@ def _single_rows(func, name, good_shape, bad_rank_shapes, head=(), tail=()):
         _row(func, f"{name} integer", (*head, ints(*good_shape), *tail), TypeError, (name,)),
         _row(func, f"{name} list", (*head, arr(*good_shape).tolist(), *tail), TypeError, (name,)),
     ]
+    rows += [_row(func, f"{name} {case}", (*head, bad, *tail), TypeError, (name,))
+             for case, bad in _odd_arrays(arr(*good_shape))]
     return rows
 
 

@@ -13,10 +13,23 @@ look at values.
 import torch
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def _shape(t):
     return tuple(t.shape)
+
+
+def _check_dense(fn, name, x):
+    """A tensor with data in the strided layout: meta tensors have no values to
+    compute with, and sparse ones no strides for the views used here."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{fn}: {name} must be a torch.Tensor; got {type(x).__name__}")
+    if x.is_meta or x.layout != torch.strided:
+        kind = "meta" if x.is_meta else str(x.layout)
+        raise TypeError(
+            f"{fn}: {name} must be a dense tensor with data; got a {kind} tensor")
 
 
 def check_float_tensor(fn, name, x, dims=None, shape_text=None):
@@ -27,13 +40,14 @@ def check_float_tensor(fn, name, x, dims=None, shape_text=None):
     Empty dimensions are rejected: every function here needs at least one
     element along each axis.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(
-            f"{fn}: {name} must be a torch.Tensor; got {type(x).__name__}")
+    _check_dense(fn, name, x)
     if x.dtype not in _FLOAT_DTYPES:
+        # Half precision only inside torch.autocast, which computes in float32.
+        hint = ("; compute in float32: call .float() on it, or call inside "
+                "torch.autocast") if x.dtype in _HALF_DTYPES else ""
         raise TypeError(
             f"{fn}: {name} must have dtype torch.float32 or torch.float64; "
-            f"got {x.dtype}")
+            f"got {x.dtype}{hint}")
     if dims is not None and x.dim() != dims:
         raise ValueError(
             f"{fn}: {name} must have shape {shape_text}; got {_shape(x)}")
@@ -94,9 +108,7 @@ def check_axis(fn, x, axis):
 
 def check_labels(fn, labels, n, name="labels"):
     """``labels`` must be a 1-D integer tensor of length ``n``."""
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(
-            f"{fn}: {name} must be a torch.Tensor; got {type(labels).__name__}")
+    _check_dense(fn, name, labels)
     if labels.dtype.is_floating_point or labels.dtype.is_complex or \
             labels.dtype == torch.bool:
         raise TypeError(

@@ -10,11 +10,13 @@ identical vectors ``1e-6`` apart and makes the gradient zero there (the
 import torch
 
 from . import _checks
+from ._autocast import float32_under_autocast
 
 EPS_NORM = 1e-12  # added to the norm in normalize
 EPS_SQ = 1e-12    # lower bound of the squared distance
 
 
+@float32_under_autocast
 def normalize(x, axis=-1):
     """Scale ``x`` to unit L2 norm along ``axis``.
 
@@ -46,6 +48,7 @@ def _squared_norms(x):
     return (x * x).sum(dim=-1)
 
 
+@float32_under_autocast
 def euclidean_dist(x, y):
     """Pairwise Euclidean distances between the rows of ``x`` and ``y``.
 
@@ -73,6 +76,7 @@ def euclidean_dist(x, y):
     return sq.clamp(min=EPS_SQ).sqrt()
 
 
+@float32_under_autocast
 def batch_euclidean_dist(x, y):
     """Euclidean distances within each pair ``(x[k], y[k])``.
 
@@ -107,6 +111,7 @@ def _batch_sq_dist(x, y):
     return sq + _squared_norms(x).unsqueeze(2)
 
 
+@float32_under_autocast
 def stripe_dist(euclid):
     """Formula 1: ``(e^x - 1) / (e^x + 1)``, computed as ``tanh(x / 2)``.
 

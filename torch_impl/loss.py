@@ -5,6 +5,7 @@ import numbers
 import torch
 
 from . import _checks
+from ._autocast import float32_under_autocast
 from .distance import euclidean_dist, normalize
 from .local import batch_local_dist, local_dist
 from .mining import hard_example_mining
@@ -39,6 +40,7 @@ class TripletLoss:
     def __repr__(self):
         return f"TripletLoss(margin={self.margin!r})"
 
+    @float32_under_autocast
     def __call__(self, dist_ap, dist_an):
         """Loss of the triplets.
 
@@ -72,6 +74,7 @@ def _check_tri_loss(fn, tri_loss):
             f"{type(tri_loss).__name__}")
 
 
+@float32_under_autocast
 def global_loss(tri_loss, global_feat, labels, normalize_feature=True):
     """Triplet loss on global features with hard-example mining.
 
@@ -112,6 +115,7 @@ def global_loss(tri_loss, global_feat, labels, normalize_feature=True):
     return loss, p_inds, n_inds, dist_ap, dist_an, dist_mat
 
 
+@float32_under_autocast
 def local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None,
                normalize_feature=True):
     """Triplet loss on local (stripe) features.

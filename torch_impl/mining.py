@@ -3,6 +3,7 @@
 import torch
 
 from . import _checks
+from ._autocast import float32_under_autocast
 
 
 def _first_extreme(values, mask, largest):
@@ -25,6 +26,7 @@ def _first_extreme(values, mask, largest):
     return torch.where(hit, cols, big).amin(dim=1)
 
 
+@float32_under_autocast
 def hard_example_mining(dist_mat, labels, return_inds=False):
     """Hardest positive and hardest negative of every anchor.
 

@@ -27,6 +27,7 @@ import threading
 
 import torch
 
+from ._autocast import float32_under_autocast
 from ._checks import check_min_dims
 
 
@@ -244,6 +245,7 @@ class _ShortestDist(torch.autograd.Function):
         return table[-1, m].clone()
 
     @staticmethod
+    @float32_under_autocast
     def backward(ctx, grad_out):
         (table,) = ctx.saved_tensors
         if torch.is_grad_enabled():
@@ -255,6 +257,7 @@ class _ShortestDist(torch.autograd.Function):
         return _unit_flow(table, *ctx.dims, seed=grad_out)
 
 
+@float32_under_autocast
 def shortest_dist(dist_mat):
     """Shortest monotone path through stripe distances (formula 2).
 
