@@ -112,5 +112,23 @@ def axis_of(func, axis, ndim):
     return int(axis)
 
 
+def chunk_size(func, value):
+    """``None`` or a positive int: the number of query images per chunk of ``local_dist``."""
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{func}: chunk_size must be a positive int or None; got {_describe(value)}")
+    if value < 1:
+        raise ValueError(f"{func}: chunk_size must be at least 1; got {value}")
+    return int(value)
+
+
+def progress(func, value):
+    """A bool: whether ``local_dist`` reports its progress on stderr."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{func}: progress must be a bool; got {_describe(value)}")
+    return value
+
+
 def _describe(value):
     return f"{type(value).__module__}.{type(value).__qualname__}"

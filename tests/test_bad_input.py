@@ -137,6 +137,16 @@ CASES = [
     *_pair_rows("euclidean_dist", (3, 4), (2, 4), batched=False),
     *_pair_rows("batch_euclidean_dist", (2, 3, 4), (2, 5, 4), batched=True),
     *_pair_rows("local_dist", (2, 3, 4), (3, 2, 4), batched=False),
+    # The keyword arguments mean the same everywhere: chunk_size None or a positive int
+    # (NumPy integers too), progress a bool ("no" would count as true).
+    *[_row("local_dist", f"chunk_size {case}", (arr(2, 3, 4), arr(3, 2, 4)), error,
+           ("chunk_size",), chunk_size=value)
+      for case, value, error in (("zero", 0, ValueError), ("negative", np.int64(-1), ValueError),
+                                 ("float", 2.0, TypeError), ("bool", True, TypeError),
+                                 ("string", "2", TypeError))],
+    *[_row("local_dist", f"progress {case}", (arr(2, 3, 4), arr(3, 2, 4)), TypeError,
+           ("progress",), progress=value)
+      for case, value in (("string", "no"), ("int", 1), ("None", None))],
     *_pair_rows("batch_local_dist", (2, 3, 4), (2, 5, 4), batched=True),
     *_single_rows("shortest_dist", "dist_mat", (3, 4), [(3,)]),
     *_single_rows("stripe_dist", "euclid", (5,), []),
@@ -154,11 +164,15 @@ CASES = [
     # global_loss(tri_loss, global_feat, labels)
     _row("global_loss", "tri_loss not a TripletLoss", ("soft", arr(N, 3), LABELS), TypeError,
          ("tri_loss",)),
+    _row("global_loss", "tri_loss a function", (print, arr(N, 3), LABELS), TypeError,
+         ("tri_loss",)),
     *_single_rows("global_loss", "global_feat", (N, 3), [(N,), (N, 3, 1)], head=(TRI,),
                   tail=(LABELS,)),
     *_label_rows("global_loss", (TRI, arr(N, 3))),
     # local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None)
     _row("local_loss", "tri_loss not a TripletLoss", ("soft", LOCAL), TypeError, ("tri_loss",),
+         labels=LABELS),
+    _row("local_loss", "tri_loss a function", (print, LOCAL), TypeError, ("tri_loss",),
          labels=LABELS),
     *_single_rows("local_loss", "local_feat", (N, 3, 2), [(N, 3), (N, 3, 2, 1)], head=(TRI,),
                   tail=(P_INDS, N_INDS)),

@@ -10,6 +10,8 @@ CUDA device; the one exception is :func:`check_has_negative`, which has to
 look at values.
 """
 
+import numbers
+
 import torch
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -96,14 +98,21 @@ def check_same_batch(fn, x, y):
             f"x {_shape(x)} and y {_shape(y)}")
 
 
+def _is_int(value):
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_axis(fn, x, axis):
-    """``axis`` must be an int that indexes one of ``x``'s dimensions."""
-    if isinstance(axis, bool) or not isinstance(axis, int):
+    """``axis`` must be an int that indexes one of ``x``'s dimensions;
+    returned as a Python int."""
+    if not _is_int(axis):
         raise TypeError(f"{fn}: axis must be an int; got {type(axis).__name__}")
     if not -x.dim() <= axis < x.dim():
         raise ValueError(
             f"{fn}: axis must be in [{-x.dim()}, {x.dim()}) for x of shape "
             f"{_shape(x)}; got {axis}")
+    return int(axis)
 
 
 def check_labels(fn, labels, n, name="labels"):
@@ -167,13 +176,22 @@ def check_has_negative(fn, has_negative):
 
 
 def check_chunk_size(fn, chunk_size):
-    """``chunk_size`` is ``None`` (automatic) or a positive int."""
+    """``chunk_size`` is ``None`` (automatic) or a positive int; returned as a
+    Python int."""
     if chunk_size is None:
-        return
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+        return None
+    if not _is_int(chunk_size):
         raise TypeError(
             f"{fn}: chunk_size must be a positive int or None; got "
             f"{type(chunk_size).__name__}")
     if chunk_size < 1:
         raise ValueError(
             f"{fn}: chunk_size must be a positive int or None; got {chunk_size}")
+    return int(chunk_size)
+
+
+def check_progress(fn, progress):
+    """``progress`` is a bool (a string such as ``"no"`` would count as true)."""
+    if not isinstance(progress, bool):
+        raise TypeError(
+            f"{fn}: progress must be a bool; got {type(progress).__name__}")

@@ -39,7 +39,7 @@ def normalize(x, axis=-1):
     tensor([[0.6000, 0.8000]])
     """
     _checks.check_float_tensor("normalize", "x", x)
-    _checks.check_axis("normalize", x, axis)
+    axis = _checks.check_axis("normalize", x, axis)
     norm = torch.linalg.vector_norm(x, ord=2, dim=axis, keepdim=True)
     return x / (norm + EPS_NORM)
 

@@ -231,7 +231,8 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     """
     fn = "local_dist"
     _checks.check_pair(fn, x, y, "(M, m, d)", "(N, n, d)", 3)
-    _checks.check_chunk_size(fn, chunk_size)
+    chunk_size = _checks.check_chunk_size(fn, chunk_size)
+    _checks.check_progress(fn, progress)
     (M, m, _), (N, n, _) = x.shape, y.shape
     rows, cols = _block_sizes(M, N, m, n, chunk_size, x.device)
     differentiable = torch.is_grad_enabled() and (

@@ -68,9 +68,9 @@ class TripletLoss:
 
 
 def _check_tri_loss(fn, tri_loss):
-    if not callable(tri_loss):
+    if not isinstance(tri_loss, TripletLoss):
         raise TypeError(
-            f"{fn}: tri_loss must be a TripletLoss (callable); got "
+            f"{fn}: tri_loss must be a torch_impl.TripletLoss; got "
             f"{type(tri_loss).__name__}")
 
 
