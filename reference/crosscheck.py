@@ -4,7 +4,8 @@
 ``numba_impl``) or on torch tensors (``torch_impl``, ``numba_impl.autograd``, a user's
 module): it converts inputs in and results back, and computes gradients through the
 module's ``*_vjp`` functions or through torch autograd. The test suite and
-``python -m reference`` both use it.
+``python -m reference`` both use it. Inputs keep their dtype (every integer dtype too) and
+can be handed over in other memory layouts (``LAYOUTS``: transposed, strided, expanded, ...).
 """
 import importlib
 

@@ -130,11 +130,10 @@ def check_labels(fn, labels, n, name="labels"):
 def check_indices(fn, name, inds, n):
     """``inds`` must be a 1-D integer tensor of ``n`` indices into ``n`` rows.
 
-    Any integer dtype: returned as ``torch.long``, so that ``uint8`` is never
-    taken for a boolean mask (and uint16..uint64, which torch cannot compare
-    or index with, work).  A uint64 index beyond the int64 range wraps to a
-    negative one and is refused.  The range check reads one boolean back from
-    the device.
+    Any integer dtype, returned as ``torch.long``: torch indexes with int32 and
+    int64 only, takes uint8 for a boolean mask and compares few unsigned
+    dtypes.  A uint64 index beyond the int64 range wraps to a negative one and
+    is refused.  The range check reads one boolean back from the device.
     """
     check_labels(fn, inds, n, name=name)
     as_long = inds.long()
