@@ -36,6 +36,9 @@ def in_layout(array, layout):
     """
     if layout not in LAYOUTS:
         raise ValueError(f"in_layout: layout must be one of {LAYOUTS}; got {layout!r}")
+    if layout == "contiguous" or array.ndim == 0:  # a 0-d array has no strides to vary
+        buffer = np.array(array)
+        return buffer, buffer
     axes = tuple(range(array.ndim))
     if layout in ("transposed", "permuted"):
         order = axes[::-1] if layout == "transposed" else axes[-1:] + axes[:-1]
@@ -50,13 +53,11 @@ def in_layout(array, layout):
         flip = (slice(None, None, -1),) * array.ndim
         buffer = array[flip].copy()
         return buffer, buffer[flip]
-    if layout == "expanded":
-        first = tuple(slice(0, 1) if size > 1 and _repeats(array, axis) else slice(None)
-                      for axis, size in enumerate(array.shape))
-        buffer = np.ascontiguousarray(array[first])
-        return buffer, np.broadcast_to(buffer, array.shape)
-    buffer = np.array(array)
-    return buffer, buffer
+    # expanded: keep one slice along each repeating axis, broadcast it back
+    first = tuple(slice(0, 1) if size > 1 and _repeats(array, axis) else slice(None)
+                  for axis, size in enumerate(array.shape))
+    buffer = np.ascontiguousarray(array[first])
+    return buffer, np.broadcast_to(buffer, array.shape)
 
 
 def _repeats(array, axis):
