@@ -121,7 +121,8 @@ def test_local_dist_progress_goes_to_stderr_only_when_asked(impl, capfd):
     quiet = capfd.readouterr()
     impl("local_dist", x, x, chunk_size=1, progress=True)
     shown = capfd.readouterr()
-    assert quiet.out == quiet.err == "" and shown.out == "", f"{impl.name}: printed {quiet}, {shown}"
+    assert quiet.out == quiet.err == "" and shown.out == "", \
+        f"{impl.name}: printed {quiet} without progress, {shown} with it"
     assert shown.err.strip(), f"{impl.name}: progress=True printed nothing on stderr"
 
 
