@@ -191,6 +191,13 @@ def axis_of(func, axis, ndim):
     return int(axis) % ndim
 
 
+def progress(func, value):
+    """A bool: whether ``local_dist`` reports its progress on stderr."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{func}: progress must be a bool; got {_describe(value)}")
+    return value
+
+
 def chunk_size(func, value):
     """``None`` or a positive int: the number of query images per chunk of ``local_dist``."""
     if value is None:

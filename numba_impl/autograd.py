@@ -7,6 +7,11 @@ through ``__cuda_array_interface__``, the kernels are launched on torch's curren
 (so they order correctly with surrounding torch work, on whichever thread autograd runs
 the backward pass) and their results live in torch's caching allocator.
 
+First order only: autograd cannot record the Numba kernels of the backward passes, so a
+backward pass asked to build a graph (``create_graph=True``, as a gradient penalty needs)
+raises a ``RuntimeError`` rather than return a gradient without one. ``torch_impl``
+supports double backward.
+
 Example
 -------
 >>> import torch, numba_impl.autograd as nba
@@ -17,6 +22,7 @@ tensor([[1., 0.],
         [1., 1.]], dtype=torch.float64)
 """
 import contextlib
+import functools
 
 import numpy as np
 import torch
@@ -26,10 +32,36 @@ from . import local as _local
 from . import path as _path
 
 
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+# The device types whose autocast the bridge meets: CPU and CUDA tensors.
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+
+
 def _check_tensor(func, name, value):
+    """A dense float32/float64 tensor with data; half precision only inside autocast,
+    where the Functions cast it to float32 (``_float32_forward``)."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{func}: {name} must be a torch.Tensor; got {type(value).__name__}")
+    if value.is_meta or value.layout != torch.strided:
+        kind = "meta" if value.is_meta else str(value.layout)
+        raise TypeError(f"{func}: {name} must be a dense tensor with data, on the CPU or a "
+                        f"CUDA device; got a {kind} tensor")
+    autocast = value.dtype in _HALF_DTYPES and torch.is_autocast_enabled(value.device.type)
+    if value.dtype not in _FLOAT_DTYPES and not autocast:
+        hint = ("; compute in float32: call .float() on it, or call inside torch.autocast"
+                if value.dtype in _HALF_DTYPES else "")
+        raise TypeError(f"{func}: {name} must have dtype torch.float32 or torch.float64; "
+                        f"got {value.dtype}{hint}")
     return value
+
+
+def _float32_forward(forward):
+    """``torch.amp.custom_fwd(cast_inputs=torch.float32)`` for every device type: inside
+    autocast, float16 and bfloat16 inputs are computed in float32 (and give float32)."""
+    for device in _AUTOCAST_DEVICES:
+        forward = torch.amp.custom_fwd(forward, device_type=device, cast_inputs=torch.float32)
+    return forward
 
 
 def _to_numba(tensor):
@@ -58,6 +90,26 @@ def _stream_of(tensor):
     return _gpu_context.torch_launches(tensor.device)
 
 
+def _first_order(func):
+    """Decorate a ``backward`` to refuse building a graph for a second derivative.
+
+    Without this the gradient would carry no graph, and a gradient penalty would silently
+    count as a constant. ``once_differentiable`` refuses only when the incoming gradient
+    needs a graph, not for ``autograd.grad(out.sum(), x, create_graph=True)``.
+    """
+    def decorate(backward):
+        @functools.wraps(backward)
+        def first_order_backward(ctx, *grads):
+            if torch.is_grad_enabled():  # the engine enables it for create_graph=True only
+                raise RuntimeError(
+                    f"{func}: numba_impl.autograd has no second derivative (autograd cannot "
+                    "record its Numba kernels); got a backward pass with create_graph=True. "
+                    "Use torch_impl for double backward (gradient penalties).")
+            return backward(ctx, *grads)
+        return first_order_backward
+    return decorate
+
+
 def _run(func, like, *tensors):
     with _stream_of(like):
         return func(*(_to_numba(t) for t in tensors))
@@ -67,11 +119,13 @@ class ShortestDist(torch.autograd.Function):
     """Formula 2 (``numba_impl.shortest_dist``) with its reverse-pass gradient."""
 
     @staticmethod
+    @_float32_forward
     def forward(ctx, dist_mat):
         ctx.save_for_backward(dist_mat)
         return _to_torch(_run(_path.shortest_dist, dist_mat, dist_mat), dist_mat)
 
     @staticmethod
+    @_first_order("shortest_dist")
     def backward(ctx, grad_out):
         (dist_mat,) = ctx.saved_tensors
         grad = _run(_path.shortest_dist_vjp, dist_mat, dist_mat, grad_out.to(dist_mat.dtype))
@@ -87,6 +141,7 @@ class BatchLocalDist(torch.autograd.Function):
     """
 
     @staticmethod
+    @_float32_forward
     def forward(ctx, x, y):
         ctx.save_for_backward(x, y)  # also makes autograd refuse x, y changed in place
         if x.is_cuda:
@@ -98,6 +153,7 @@ class BatchLocalDist(torch.autograd.Function):
         return torch.from_numpy(out)
 
     @staticmethod
+    @_first_order("batch_local_dist")
     def backward(ctx, grad_out):
         x, y = ctx.saved_tensors  # unpacking checks that x, y were not changed in place
         if grad_out.dtype != x.dtype:  # a no-op .to() still cost microseconds a step
@@ -113,6 +169,7 @@ class LocalDist(torch.autograd.Function):
     """``numba_impl.local_dist`` with ``local_dist_vjp`` as its backward."""
 
     @staticmethod
+    @_float32_forward
     def forward(ctx, x, y, chunk_size, progress):
         ctx.save_for_backward(x, y)
         with _stream_of(x):
@@ -121,6 +178,7 @@ class LocalDist(torch.autograd.Function):
         return _to_torch(out, x)
 
     @staticmethod
+    @_first_order("local_dist")
     def backward(ctx, grad_out):
         x, y = ctx.saved_tensors
         grad_x, grad_y = _run(_local.local_dist_vjp, x, x, y, grad_out.to(x.dtype))

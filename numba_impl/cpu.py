@@ -676,7 +676,9 @@ def hard_example_mining(dist_mat, labels):
     dist_an = np.empty(count, dtype=dist_mat.dtype)
     p_inds = np.empty(count, dtype=np.int64)
     n_inds = np.empty(count, dtype=np.int64)
-    _mine_kernel(np.ascontiguousarray(dist_mat), np.ascontiguousarray(labels),
+    # Labels as int64: one compiled kernel for every integer dtype; the cast is one to one
+    # (uint64 wraps), so it keeps equal labels equal and others apart.
+    _mine_kernel(np.ascontiguousarray(dist_mat), np.ascontiguousarray(labels, dtype=np.int64),
                  dist_ap, dist_an, p_inds, n_inds)
     return dist_ap, dist_an, p_inds, n_inds
 

@@ -44,7 +44,8 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     func = "local_dist"
     target, x, y = _checks.feature_pair(func, x, y, "(M, m, d)", "(N, n, d)", rank=3)
     chunk_size = _checks.chunk_size(func, chunk_size)
-    return backend(target).local_dist(x, y, chunk_size=chunk_size, progress=bool(progress))
+    progress = _checks.progress(func, progress)
+    return backend(target).local_dist(x, y, chunk_size=chunk_size, progress=progress)
 
 
 @follows_torch

@@ -162,6 +162,8 @@ def _local_args(func, tri_loss, local_feat, p_inds, n_inds, labels):
     else:
         p_inds = _checks.index_array(func, "p_inds", p_inds, count, target)
         n_inds = _checks.index_array(func, "n_inds", n_inds, count, target)
+        if labels is not None:  # unused with indices, but a wrong one is still an error
+            labels = _checks.labels_array(func, labels, count, target)
     return backend(target), local_feat, p_inds, n_inds, labels
 
 

@@ -90,10 +90,15 @@ def labels_array(func, labels, n):
 
 
 def index_array(func, name, inds, n):
-    """Check sample indices: a 1-D integer ndarray of length ``n`` with values in ``[0, n)``."""
+    """Check sample indices: a 1-D integer ndarray of length ``n`` with values in ``[0, n)``.
+
+    Any integer dtype; a boolean array is refused, not taken for a mask.
+    """
     refuse_subclass(func, name, inds)
-    if not isinstance(inds, np.ndarray) or inds.dtype.kind not in "iu":
-        raise TypeError(f"{func}: {name} must be an integer numpy.ndarray; got {_describe(inds)}")
+    if not isinstance(inds, np.ndarray):
+        raise TypeError(f"{func}: {name} must be a numpy.ndarray; got {_describe(inds)}")
+    if inds.dtype.kind not in "iu":
+        raise TypeError(f"{func}: {name} must have an integer dtype; got {inds.dtype}")
     if inds.shape != (n,):
         raise ValueError(f"{func}: {name} must have shape ({n},); got {inds.shape}")
     if inds.size and (inds.min() < 0 or inds.max() >= n):
@@ -123,6 +128,24 @@ def axis_of(func, axis, ndim):
     if not -ndim <= axis < ndim:
         raise ValueError(f"{func}: axis must be in [{-ndim}, {ndim}); got {axis}")
     return int(axis)
+
+
+def chunk_size(func, value):
+    """``None`` or a positive int: the number of query images per chunk of ``local_dist``."""
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{func}: chunk_size must be a positive int or None; got {_describe(value)}")
+    if value < 1:
+        raise ValueError(f"{func}: chunk_size must be at least 1; got {value}")
+    return int(value)
+
+
+def progress(func, value):
+    """A bool: whether ``local_dist`` reports its progress on stderr."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{func}: progress must be a bool; got {_describe(value)}")
+    return value
 
 
 def _describe(value):

@@ -4,7 +4,8 @@
 ``numba_impl``) or on torch tensors (``torch_impl``, ``numba_impl.autograd``, a user's
 module): it converts inputs in and results back, and computes gradients through the
 module's ``*_vjp`` functions or through torch autograd. The test suite and
-``python -m reference`` both use it.
+``python -m reference`` both use it. Inputs keep their dtype (every integer dtype too) and
+can be handed over in other memory layouts (``LAYOUTS``: transposed, strided, expanded, ...).
 """
 import importlib
 
@@ -13,10 +14,56 @@ import numpy as np
 from .loss import TripletLoss
 
 ARRAY_KINDS = ("numpy", "torch")
+# Memory layouts in which inputs can be handed to the module (``Implementation.layout``).
+LAYOUTS = ("contiguous", "transposed", "permuted", "strided", "expanded", "reversed")
 
 
 class NotProvided(AttributeError):
     """The module under test does not define a function of the contract."""
+
+
+def in_layout(array, layout):
+    """``(buffer, view)``: a fresh buffer and a view of it holding ``array``'s values, laid out
+    in memory as ``layout`` says.
+
+    - ``contiguous``: C order (the view is the buffer);
+    - ``transposed``: the axes in reverse order in memory (column-major; ``x.t()`` for 2-D);
+    - ``permuted``: the last axis outermost in memory;
+    - ``strided``: every other element along every axis, starting at the second;
+    - ``expanded``: stride 0 along every axis (longer than 1) on which the values repeat, as
+      ``np.broadcast_to`` or ``Tensor.expand`` give (read-only for NumPy);
+    - ``reversed``: negative strides along every axis (NumPy only: torch has none).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"in_layout: layout must be one of {LAYOUTS}; got {layout!r}")
+    if layout == "contiguous" or array.ndim == 0:  # a 0-d array has no strides to vary
+        buffer = np.array(array)
+        return buffer, buffer
+    axes = tuple(range(array.ndim))
+    if layout in ("transposed", "permuted"):
+        order = axes[::-1] if layout == "transposed" else axes[-1:] + axes[:-1]
+        buffer = np.ascontiguousarray(array.transpose(order))
+        return buffer, buffer.transpose(np.argsort(order))
+    if layout == "strided":
+        buffer = np.zeros(tuple(2 * size + 1 for size in array.shape), dtype=array.dtype)
+        view = buffer[(slice(1, None, 2),) * array.ndim]
+        view[...] = array
+        return buffer, view
+    if layout == "reversed":
+        flip = (slice(None, None, -1),) * array.ndim
+        buffer = array[flip].copy()
+        return buffer, buffer[flip]
+    # expanded: keep one slice along each repeating axis, broadcast it back
+    first = tuple(slice(0, 1) if size > 1 and _repeats(array, axis) else slice(None)
+                  for axis, size in enumerate(array.shape))
+    buffer = np.ascontiguousarray(array[first])
+    return buffer, np.broadcast_to(buffer, array.shape)
+
+
+def _repeats(array, axis):
+    """True when every slice of ``array`` along ``axis`` equals the first."""
+    first = np.broadcast_to(array.take([0], axis=axis), array.shape)
+    return np.array_equal(array, first, equal_nan=array.dtype.kind == "f")
 
 
 class Implementation:
@@ -30,15 +77,21 @@ class Implementation:
         The kind of array the module's functions take.
     device : str
         The torch device inputs are moved to (torch modules only).
+    layout : str
+        The memory layout of the array inputs, one of ``LAYOUTS`` (see ``in_layout``).
     """
 
-    def __init__(self, module, array="numpy", device="cpu"):
+    def __init__(self, module, array="numpy", device="cpu", layout="contiguous"):
         if array not in ARRAY_KINDS:
             raise ValueError(f"Implementation: array must be one of {ARRAY_KINDS}; got {array!r}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"Implementation: layout must be one of {LAYOUTS}; got {layout!r}")
         self.module = module
         self.array = array
         self.device = device
-        self.name = module.__name__ if device == "cpu" else f"{module.__name__}[{device}]"
+        self.layout = layout
+        tags = [t for t in (device, layout) if t not in ("cpu", "contiguous")]
+        self.name = module.__name__ + (f"[{', '.join(tags)}]" if tags else "")
 
     @classmethod
     def load(cls, module_name, array=None, device="cpu"):
@@ -52,6 +105,10 @@ class Implementation:
     def __repr__(self):
         return f"Implementation({self.name}, array={self.array})"
 
+    def with_layout(self, layout):
+        """The same module, its array inputs handed over in ``layout``."""
+        return type(self)(self.module, self.array, self.device, layout)
+
     def provides(self, name):
         return callable(getattr(self.module, name, None))
 
@@ -63,21 +120,33 @@ class Implementation:
 
     # conversions -----------------------------------------------------------------
     def to_native(self, value, requires_grad=False):
-        """NumPy array (or reference.TripletLoss) to what the module takes.
+        """NumPy array (or reference.TripletLoss) to what the module takes, in ``self.layout``.
 
+        The dtype is kept (every integer dtype too). A torch input in another layout is a
+        view of a leaf tensor that keeps its gradient (``retain_grad``); torch has no
+        negative strides, so ``reversed`` gives it a copy, as torch's own error advises.
         ndarray subclasses other than ``np.memmap`` (``np.matrix``, masked arrays) pass
         unchanged: converting them would drop what makes them differ (a mask), so the
         module itself must refuse them, as it refuses any array not of its kind.
         """
         if isinstance(value, TripletLoss):
             return self.function("TripletLoss")(value.margin)
-        if self.array == "numpy" or type(value) not in (np.ndarray, np.memmap):
+        if type(value) not in (np.ndarray, np.memmap):
             return value
+        buffer, view = in_layout(value, self.layout)
+        if self.array == "numpy":
+            return view
         import torch
 
-        tensor = torch.from_numpy(np.array(value)).to(self.device)
+        if min(view.strides, default=0) < 0:
+            buffer = view = np.array(view)
+        base = torch.from_numpy(buffer).to(self.device).requires_grad_(requires_grad)
+        if view is buffer:
+            return base
+        offset = (view.__array_interface__["data"][0] - buffer.ctypes.data) // view.itemsize
+        tensor = base.as_strided(view.shape, [s // view.itemsize for s in view.strides], offset)
         if requires_grad:
-            tensor.requires_grad_(True)
+            tensor.retain_grad()
         return tensor
 
     def to_numpy(self, value):

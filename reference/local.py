@@ -1,4 +1,6 @@
 """The local distance: formula 1 on every stripe pair, then formula 2 on the resulting matrix."""
+import sys
+
 import numpy as np
 
 from . import _checks
@@ -21,7 +23,7 @@ def _pair_dist_vjp(x, y, grad_out):
     return _euclidean_vjp(x, y, grad_euclid)
 
 
-def local_dist(x, y):
+def local_dist(x, y, *, chunk_size=None, progress=False):
     """AlignedReID local distance between every image of ``x`` and every image of ``y``.
 
     Parameters
@@ -29,6 +31,11 @@ def local_dist(x, y):
     x : ndarray, shape (M, m, d), float32 or float64
         ``m`` stripe features of each of ``M`` images.
     y : ndarray, shape (N, n, d), same dtype as ``x``
+    chunk_size : int or None
+        Query images computed together against the whole gallery (default: one at a
+        time); memory grows with it. The result does not depend on it.
+    progress : bool
+        Print the number of finished queries to stderr after every chunk.
 
     Returns
     -------
@@ -42,10 +49,19 @@ def local_dist(x, y):
     >>> reference.local_dist(x, y).shape
     (2, 5)
     """
-    _checks.feature_pair("local_dist", x, y, "(M, m, d)", "(N, n, d)", rank=3)
-    out = np.empty((x.shape[0], y.shape[0]), dtype=x.dtype)
-    for a in range(x.shape[0]):  # one query image against the whole gallery at a time
-        out[a] = _pair_dist(np.broadcast_to(x[a], (y.shape[0],) + x.shape[1:]), y)
+    func = "local_dist"
+    _checks.feature_pair(func, x, y, "(M, m, d)", "(N, n, d)", rank=3)
+    chunk = _checks.chunk_size(func, chunk_size) or 1
+    _checks.progress(func, progress)
+    big_m, big_n = x.shape[0], y.shape[0]
+    out = np.empty((big_m, big_n), dtype=x.dtype)
+    for start in range(0, big_m, chunk):
+        queries = x[start:start + chunk]
+        # every query of the chunk against every gallery image, as aligned pairs
+        pairs = _pair_dist(np.repeat(queries, big_n, axis=0), np.tile(y, (len(queries), 1, 1)))
+        out[start:start + len(queries)] = pairs.reshape(len(queries), big_n)
+        if progress:
+            print(f"local_dist: {start + len(queries)}/{big_m} queries", file=sys.stderr)
     return out
 
 

@@ -170,6 +170,8 @@ def _local_loss_args(func, tri_loss, local_feat, p_inds, n_inds, labels):
     else:
         _checks.index_array(func, "p_inds", p_inds, n)
         _checks.index_array(func, "n_inds", n_inds, n)
+        if labels is not None:  # unused with indices, but a wrong one is still an error
+            _checks.labels_array(func, labels, n)
 
 
 def local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None, normalize_feature=True):

@@ -159,3 +159,66 @@ def extreme_stripe_features(draw, pairs=None, dtype=None, max_images=4, max_stri
         if where in ("y", "both"):
             y[draw(st.integers(0, len(y) - 1)), draw(st.integers(0, y.shape[1] - 1)), f] = sign * np.inf
     return x, y
+
+
+# --- issue 9: indices, layouts, infinite cells
+from reference.crosscheck import LAYOUTS  # noqa: E402 - kept with the strategies that use it
+
+
+@st.composite
+def cost_matrices_with_extremes(draw, min_side=1, max_side=16, dtype=None, batch=False):
+    """Cost matrices with some cells ``+inf`` or so large that path sums overflow to ``+inf``.
+
+    Where every path through a cell is infinite, the comparisons of formula 2 tie between
+    infinities, and on the first row and column with the ``+inf`` padding that some
+    implementations read outside the matrix: the gradient must still stay inside it.
+    No ``-inf``: with ``+inf`` in the same matrix it makes NaN (``inf - inf``).
+    """
+    d = draw(cost_matrices(min_side, max_side, dtype=dtype, batch=batch))
+    big = np.finfo(d.dtype).max
+    extremes = np.array([np.inf, big, big / 2], dtype=d.dtype)
+    planted = draw(hnp.arrays(np.bool_, d.shape, elements=st.sampled_from([False, False, True])))
+    which = draw(hnp.arrays(np.int8, d.shape, elements=st.integers(0, len(extremes) - 1)))
+    d[planted] = extremes[which[planted]]
+    return d
+
+
+def layouts():
+    """The memory layouts in which ``reference.crosscheck`` hands inputs over (``in_layout``)."""
+    return st.sampled_from(LAYOUTS)
+
+
+@st.composite
+def repeated_along(draw, array, axes=None):
+    """``array`` made constant along one axis drawn from ``axes`` (default: any), so that the
+    ``expanded`` layout gives it stride 0 there; unchanged when no such axis is longer than 1."""
+    axes = [a for a in (range(array.ndim) if axes is None else axes) if array.shape[a] > 1]
+    if not axes:
+        return array
+    axis = draw(st.sampled_from(axes))
+    return np.ascontiguousarray(np.broadcast_to(array.take([0], axis=axis), array.shape))
+
+
+INTEGER_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+
+
+@st.composite
+def labels_in_any_integer_dtype(draw, ids):
+    """Identity labels ``ids`` (0, 1, ...) renamed in a drawn integer dtype: shifted to the
+    dtype's lowest or highest values, to negative ones, or next to 2**24 or 2**53, where
+    float32 or float64 would merge neighbours (2**24 + 1 rounds to 2**24 in float32).
+
+    Only equality of labels matters, so every result must be that of ``ids`` itself.
+    """
+    dtype = draw(st.sampled_from(INTEGER_DTYPES))
+    info = np.iinfo(dtype)
+    count = int(ids.max()) + 1
+    starts = [0, int(info.min), int(info.max) - count + 1, -count, 2**24 - 1, 2**53 - 1]
+    start = draw(st.sampled_from([s for s in starts
+                                  if info.min <= s and s + count - 1 <= info.max]))
+    return np.array([start + int(k) for k in ids], dtype=dtype)  # Python ints: no overflow
+
+
+def indices_in_any_integer_dtype(inds):
+    """Sample indices ``inds`` in a drawn integer dtype (fewer than 128 samples fit them all)."""
+    return st.sampled_from(INTEGER_DTYPES).map(inds.astype)

@@ -18,6 +18,11 @@ from hypothesis.extra import numpy as hnp
 
 import reference
 
+try:
+    import torch
+except ImportError:  # then no implementation takes tensors: the tensor rows are left out
+    torch = None
+
 from .assertions import assert_bitwise
 from .strategies import cost_matrices
 
@@ -45,6 +50,20 @@ def _row(func, case, args, error, names, **kwargs):
                         marks=pytest.mark.uses(func))
 
 
+def _odd_arrays(good):
+    """``(case, value)``: arrays of ``good``'s shape that no implementation computes with.
+
+    Half precision is computed in float32 only inside ``torch.autocast`` (no silent
+    casting outside it); meta tensors have no values and sparse ones no strides.
+    """
+    odd = [("float16", good.astype(np.float16))]
+    if torch is not None:
+        dense = torch.from_numpy(good)
+        odd += [("bfloat16", dense.bfloat16()), ("meta", dense.to("meta")),
+                ("sparse", dense.to_sparse())]
+    return odd
+
+
 def _pair_rows(func, x_shape, y_shape, batched):
     """The bad cases of a function of two stripe-feature arrays ``x``, ``y``."""
     x, y = arr(*x_shape), arr(*y_shape)
@@ -68,6 +87,8 @@ def _pair_rows(func, x_shape, y_shape, batched):
     if batched:
         rows.append(_row(func, "pair count mismatch", (x, arr(y_shape[0] + 1, *y_shape[1:])),
                          ValueError, ("x", "y")))
+    rows += [_row(func, f"x {case}", (bad, y), TypeError, ("x",)) for case, bad in _odd_arrays(x)]
+    rows += [_row(func, f"y {case}", (x, bad), TypeError, ("y",)) for case, bad in _odd_arrays(y)]
     return rows
 
 
@@ -79,7 +100,11 @@ def _label_rows(func, head, tail=()):
         _row(func, "labels 2-D", (*head, LABELS[:, None], *tail), ValueError, ("labels",)),
         _row(func, "labels float", (*head, LABELS.astype(np.float64), *tail), TypeError,
              ("labels",)),
+        _row(func, "labels bool", (*head, LABELS.astype(bool), *tail), TypeError,
+             ("labels", "bool")),
         _row(func, "labels list", (*head, LABELS.tolist(), *tail), TypeError, ("labels",)),
+        *[_row(func, f"labels {case}", (*head, bad, *tail), TypeError, ("labels",))
+          for case, bad in _odd_arrays(LABELS)[2:]],  # meta, sparse
         _row(func, "no negative", (*head, SAME_LABELS, *tail), ValueError, ("labels",)),
     ]
 
@@ -96,6 +121,8 @@ def _single_rows(func, name, good_shape, bad_rank_shapes, head=(), tail=()):
         _row(func, f"{name} integer", (*head, ints(*good_shape), *tail), TypeError, (name,)),
         _row(func, f"{name} list", (*head, arr(*good_shape).tolist(), *tail), TypeError, (name,)),
     ]
+    rows += [_row(func, f"{name} {case}", (*head, bad, *tail), TypeError, (name,))
+             for case, bad in _odd_arrays(arr(*good_shape))]
     return rows
 
 
@@ -126,6 +153,16 @@ CASES = [
     *_pair_rows("euclidean_dist", (3, 4), (2, 4), batched=False),
     *_pair_rows("batch_euclidean_dist", (2, 3, 4), (2, 5, 4), batched=True),
     *_pair_rows("local_dist", (2, 3, 4), (3, 2, 4), batched=False),
+    # The keyword arguments mean the same everywhere: chunk_size None or a positive int
+    # (NumPy integers too), progress a bool ("no" would count as true).
+    *[_row("local_dist", f"chunk_size {case}", (arr(2, 3, 4), arr(3, 2, 4)), error,
+           ("chunk_size",), chunk_size=value)
+      for case, value, error in (("zero", 0, ValueError), ("negative", np.int64(-1), ValueError),
+                                 ("float", 2.0, TypeError), ("bool", True, TypeError),
+                                 ("string", "2", TypeError))],
+    *[_row("local_dist", f"progress {case}", (arr(2, 3, 4), arr(3, 2, 4)), TypeError,
+           ("progress",), progress=value)
+      for case, value in (("string", "no"), ("int", 1), ("None", None))],
     *_pair_rows("batch_local_dist", (2, 3, 4), (2, 5, 4), batched=True),
     *_single_rows("shortest_dist", "dist_mat", (3, 4), [(3,)]),
     *_single_rows("stripe_dist", "euclid", (5,), []),
@@ -143,11 +180,15 @@ CASES = [
     # global_loss(tri_loss, global_feat, labels)
     _row("global_loss", "tri_loss not a TripletLoss", ("soft", arr(N, 3), LABELS), TypeError,
          ("tri_loss",)),
+    _row("global_loss", "tri_loss a function", (print, arr(N, 3), LABELS), TypeError,
+         ("tri_loss",)),
     *_single_rows("global_loss", "global_feat", (N, 3), [(N,), (N, 3, 1)], head=(TRI,),
                   tail=(LABELS,)),
     *_label_rows("global_loss", (TRI, arr(N, 3))),
     # local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None)
     _row("local_loss", "tri_loss not a TripletLoss", ("soft", LOCAL), TypeError, ("tri_loss",),
+         labels=LABELS),
+    _row("local_loss", "tri_loss a function", (print, LOCAL), TypeError, ("tri_loss",),
          labels=LABELS),
     *_single_rows("local_loss", "local_feat", (N, 3, 2), [(N, 3), (N, 3, 2, 1)], head=(TRI,),
                   tail=(P_INDS, N_INDS)),
@@ -179,6 +220,19 @@ CASES = [
     *_subclass_rows("global_loss", "global_feat", arr(N, 3), head=(TRI,), tail=(LABELS,)),
     *_subclass_rows("local_loss", "local_feat", LOCAL, head=(TRI,), tail=(P_INDS, N_INDS)),
     *_subclass_rows("local_loss", "n_inds", N_INDS, head=(TRI, LOCAL, P_INDS)),
+    # Boolean indices are refused, never taken for a mask; the message says what came.
+    _row("local_loss", "p_inds bool", (TRI, LOCAL, P_INDS.astype(bool), N_INDS), TypeError,
+         ("p_inds", "bool")),
+    _row("local_loss", "n_inds bool", (TRI, LOCAL, P_INDS, N_INDS.astype(bool)), TypeError,
+         ("n_inds", "bool")),
+    # Labels given along with the indices are not used, but checked all the same.
+    _row("local_loss", "labels too short with indices", (TRI, LOCAL, P_INDS, N_INDS, LABELS[:-1]),
+         ValueError, ("labels",)),
+    _row("local_loss", "labels a string with indices", (TRI, LOCAL, P_INDS, N_INDS, "0011"),
+         TypeError, ("labels",)),
+    _row("local_loss", "labels float with indices", (TRI, LOCAL, P_INDS, N_INDS,
+                                                     LABELS.astype(np.float64)), TypeError,
+         ("labels",)),
 ]
 
 

@@ -125,3 +125,36 @@ def test_large_unnormalised_features_give_no_nan(impl, dtype):
         assert np.all(np.isfinite(got)), f"{impl.name}.{name}: non-finite values {got}"
         # every stripe distance rounds to 1, so every path of 13 cells sums to 13
         np.testing.assert_array_equal(got, np.full_like(got, 13), err_msg=f"{impl.name}.{name}")
+
+
+@pytest.mark.uses("local_dist")
+@given(stripe_features(max_images=5), st.integers(1, 6))
+def test_local_dist_in_chunks(impl, data, chunk):
+    # chunk_size (queries per chunk) paces the work, not the result: within the error
+    # model of the oracle (products of other shapes may round differently). A NumPy
+    # integer means the same as a Python one.
+    x, y = data
+    tol = error_model.local_dist_tolerance(x, y, x.dtype)
+    want = reference.local_dist(x, y)
+    for size in (chunk, np.int64(chunk)):
+        assert_within(impl("local_dist", x, y, chunk_size=size), want, tol, impl,
+                      f"local_dist(chunk_size={size!r})", [x, y])
+
+
+@pytest.mark.uses("local_dist")
+def test_local_dist_progress_goes_to_stderr_only_when_asked(impl, capfd):
+    x = np.random.default_rng(2).normal(size=(3, 2, 4))
+    impl("local_dist", x, x, chunk_size=1)
+    quiet = capfd.readouterr()
+    impl("local_dist", x, x, chunk_size=1, progress=True)
+    shown = capfd.readouterr()
+    assert quiet.out == quiet.err == "" and shown.out == "", \
+        f"{impl.name}: printed {quiet} without progress, {shown} with it"
+    assert shown.err.strip(), f"{impl.name}: progress=True printed nothing on stderr"
+
+
+@pytest.mark.uses("normalize")
+def test_normalize_takes_a_numpy_integer_axis(impl):
+    x = np.random.default_rng(3).normal(size=(3, 4))
+    np.testing.assert_array_equal(impl("normalize", x, axis=np.int64(0)),
+                                  impl("normalize", x, axis=0), err_msg=impl.name)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 import reference
 from reference import error_model
 from tests.assertions import assert_bitwise, assert_within
-from tests.strategies import cost_matrices, extreme_stripe_features, labels, stripe_features
+from tests.strategies import (cost_matrices, cost_matrices_with_extremes, extreme_stripe_features,
+                              labels, stripe_features)
 
 U64 = error_model.unit_roundoff(np.float64)
 
@@ -147,6 +148,19 @@ def test_oracle_loss_vjps_match_finite_differences(margin, data, ids, seed, norm
 @given(cost_matrices(batch=True))
 @example(np.full((3, 3, 1), 0.5, np.float32))
 def test_shortest_dist_gradient_bitwise_with_ties(impl, d):
+    ones = np.ones(d.shape[2:], d.dtype)
+    got = impl.vjp("shortest_dist", d, grad_out=ones)
+    assert_bitwise(got, reference.shortest_dist_vjp(d, ones), impl, "shortest_dist_vjp", [d])
+
+
+@pytest.mark.uses("shortest_dist", "shortest_dist_vjp")
+# Path sums overflow to +inf on purpose: NumPy warns, the oracle is right.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@given(cost_matrices_with_extremes(batch=True))
+@example(np.array([[np.inf, 1], [1, 1]])[:, :, None])  # ties with the padding outside
+@example(np.array([[1, 1], [np.inf, 1]], np.float32)[:, :, None])
+@example(np.full((3, 4, 1), np.finfo(np.float32).max, np.float32))  # sums overflow to +inf
+def test_shortest_dist_gradient_bitwise_with_infinite_cells(impl, d):
     ones = np.ones(d.shape[2:], d.dtype)
     got = impl.vjp("shortest_dist", d, grad_out=ones)
     assert_bitwise(got, reference.shortest_dist_vjp(d, ones), impl, "shortest_dist_vjp", [d])

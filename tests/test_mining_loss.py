@@ -8,7 +8,8 @@ import reference
 from reference import error_model
 from tests.assertions import assert_bitwise, assert_within
 from tests.strategies import (distance_matrices, extreme_distance_matrices,
-                              extreme_stripe_features, labels)
+                              extreme_stripe_features, indices_in_any_integer_dtype, labels,
+                              labels_in_any_integer_dtype)
 
 
 @pytest.mark.uses("hard_example_mining")
@@ -228,3 +229,47 @@ def test_loss_gradients(impl, margin, ids, seed, mined):
     assert_within(impl.vjp("local_loss", loss, local_feat, **kwargs),
                   reference.local_loss_vjp(loss, local_feat, **kwargs), tol, impl,
                   "local_loss_vjp", [local_feat, ids])
+
+
+@pytest.mark.uses("hard_example_mining", "global_loss", "global_loss_vjp", "local_loss")
+@given(labels(max_ids=4, max_per_id=3), st.integers(0, 2**32 - 1), st.data())
+def test_labels_of_every_integer_dtype(impl, ids, seed, data):
+    # Only equality of labels matters: renamed in any integer dtype (negative, extreme, next
+    # to 2**24 or 2**53), every result is bitwise that of the labels 0, 1, ... themselves.
+    renamed = data.draw(labels_in_any_integer_dtype(ids))
+    dist = data.draw(distance_matrices(len(ids)))
+    got = impl("hard_example_mining", dist, renamed, return_inds=True)
+    want = impl("hard_example_mining", dist, ids, return_inds=True)
+    for k, name in enumerate(("dist_ap", "dist_an", "p_inds", "n_inds")):
+        assert_bitwise(got[k], want[k], impl, f"hard_example_mining {name}", [dist, renamed])
+    local_feat, global_feat = _batch(seed, ids, np.float64)
+    loss = reference.TripletLoss(0.3)
+    calls = [("global_loss", loss, global_feat), ("local_loss", loss, local_feat)]
+    for func, tri, feat in calls:
+        got, want = impl(func, tri, feat, labels=renamed), impl(func, tri, feat, labels=ids)
+        for k, (g, w) in enumerate(zip(got, want)):
+            assert_bitwise(g, w, impl, f"{func} output {k}", [feat, renamed])
+    assert_bitwise(impl.vjp("global_loss", loss, global_feat, renamed),
+                   impl.vjp("global_loss", loss, global_feat, ids), impl, "global_loss_vjp",
+                   [global_feat, renamed])
+
+
+@pytest.mark.uses("local_loss", "local_loss_vjp")
+@given(labels(max_ids=4, max_per_id=3), st.integers(0, 2**32 - 1), st.data())
+def test_indices_of_every_integer_dtype(impl, ids, seed, data):
+    # Indices select rows: in any integer dtype the results are bitwise those of int64
+    # indices (uint8 in particular is no boolean mask). Labels given along are checked only.
+    local_feat, global_feat = _batch(seed, ids, np.float64)
+    loss = reference.TripletLoss(0.3)
+    _, p_inds, n_inds, *_ = reference.global_loss(loss, global_feat, ids)
+    p_any = data.draw(indices_in_any_integer_dtype(p_inds))
+    n_any = data.draw(indices_in_any_integer_dtype(n_inds))
+    renamed = data.draw(labels_in_any_integer_dtype(ids))
+    want = impl("local_loss", loss, local_feat, p_inds, n_inds)
+    for kwargs in ({}, {"labels": renamed}):
+        got = impl("local_loss", loss, local_feat, p_any, n_any, **kwargs)
+        for k, name in enumerate(("loss", "dist_ap", "dist_an")):
+            assert_bitwise(got[k], want[k], impl, f"local_loss {name}", [local_feat, p_any, n_any])
+    assert_bitwise(impl.vjp("local_loss", loss, local_feat, p_any, n_any),
+                   impl.vjp("local_loss", loss, local_feat, p_inds, n_inds), impl,
+                   "local_loss_vjp", [local_feat, p_any, n_any])

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import reference
 from reference.error_model import unit_roundoff
 from tests.assertions import assert_bitwise, assert_within
-from tests.strategies import cost_matrices, matrix_and_path
+from tests.strategies import cost_matrices, cost_matrices_with_extremes, matrix_and_path
 
 pytestmark = pytest.mark.uses("shortest_dist")
 
@@ -34,6 +34,13 @@ def path_sum(d, path):
 @example(np.full((9, 1), 0.5, np.float32))
 @example(np.full((4, 4), 0.25, np.float64))  # every path ties
 def test_bitwise_equal_to_oracle(impl, d):
+    assert_bitwise(impl("shortest_dist", d), reference.shortest_dist(d), impl, "shortest_dist", [d])
+
+
+# Path sums overflow to +inf on purpose: NumPy warns, the oracle is right.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@given(cost_matrices_with_extremes(batch=True))
+def test_bitwise_equal_to_oracle_with_infinite_cells(impl, d):
     assert_bitwise(impl("shortest_dist", d), reference.shortest_dist(d), impl, "shortest_dist", [d])
 
 

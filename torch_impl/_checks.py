@@ -10,13 +10,28 @@ CUDA device; the one exception is :func:`check_has_negative`, which has to
 look at values.
 """
 
+import numbers
+
 import torch
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def _shape(t):
     return tuple(t.shape)
+
+
+def _check_dense(fn, name, x):
+    """A tensor with data in the strided layout: meta tensors have no values to
+    compute with, and sparse ones no strides for the views used here."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{fn}: {name} must be a torch.Tensor; got {type(x).__name__}")
+    if x.is_meta or x.layout != torch.strided:
+        kind = "meta" if x.is_meta else str(x.layout)
+        raise TypeError(
+            f"{fn}: {name} must be a dense tensor with data; got a {kind} tensor")
 
 
 def check_float_tensor(fn, name, x, dims=None, shape_text=None):
@@ -27,13 +42,14 @@ def check_float_tensor(fn, name, x, dims=None, shape_text=None):
     Empty dimensions are rejected: every function here needs at least one
     element along each axis.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(
-            f"{fn}: {name} must be a torch.Tensor; got {type(x).__name__}")
+    _check_dense(fn, name, x)
     if x.dtype not in _FLOAT_DTYPES:
+        # Half precision only inside torch.autocast, which computes in float32.
+        hint = ("; compute in float32: call .float() on it, or call inside "
+                "torch.autocast") if x.dtype in _HALF_DTYPES else ""
         raise TypeError(
             f"{fn}: {name} must have dtype torch.float32 or torch.float64; "
-            f"got {x.dtype}")
+            f"got {x.dtype}{hint}")
     if dims is not None and x.dim() != dims:
         raise ValueError(
             f"{fn}: {name} must have shape {shape_text}; got {_shape(x)}")
@@ -82,21 +98,26 @@ def check_same_batch(fn, x, y):
             f"x {_shape(x)} and y {_shape(y)}")
 
 
+def _is_int(value):
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_axis(fn, x, axis):
-    """``axis`` must be an int that indexes one of ``x``'s dimensions."""
-    if isinstance(axis, bool) or not isinstance(axis, int):
+    """``axis`` must be an int that indexes one of ``x``'s dimensions;
+    returned as a Python int."""
+    if not _is_int(axis):
         raise TypeError(f"{fn}: axis must be an int; got {type(axis).__name__}")
     if not -x.dim() <= axis < x.dim():
         raise ValueError(
             f"{fn}: axis must be in [{-x.dim()}, {x.dim()}) for x of shape "
             f"{_shape(x)}; got {axis}")
+    return int(axis)
 
 
 def check_labels(fn, labels, n, name="labels"):
     """``labels`` must be a 1-D integer tensor of length ``n``."""
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(
-            f"{fn}: {name} must be a torch.Tensor; got {type(labels).__name__}")
+    _check_dense(fn, name, labels)
     if labels.dtype.is_floating_point or labels.dtype.is_complex or \
             labels.dtype == torch.bool:
         raise TypeError(
@@ -109,15 +130,20 @@ def check_labels(fn, labels, n, name="labels"):
 def check_indices(fn, name, inds, n):
     """``inds`` must be a 1-D integer tensor of ``n`` indices into ``n`` rows.
 
-    The range check reads one boolean back from the device.
+    Any integer dtype, returned as ``torch.long``: torch indexes with int32 and
+    int64 only, takes uint8 for a boolean mask and compares few unsigned
+    dtypes.  A uint64 index beyond the int64 range wraps to a negative one and
+    is refused.  The range check reads one boolean back from the device.
     """
     check_labels(fn, inds, n, name=name)
-    bad = (inds < 0) | (inds >= n)
+    as_long = inds.long()
+    bad = (as_long < 0) | (as_long >= n)
     if bool(bad.any()):
         first = int(torch.nonzero(bad)[0, 0])
         raise ValueError(
-            f"{fn}: {name} must hold indices in [0, {n}); got {int(inds[first])} "
-            f"at position {first}")
+            f"{fn}: {name} must hold indices in [0, {n}); got "
+            f"{inds[first].item()} at position {first}")
+    return as_long
 
 
 def check_square(fn, name, x):
@@ -149,13 +175,22 @@ def check_has_negative(fn, has_negative):
 
 
 def check_chunk_size(fn, chunk_size):
-    """``chunk_size`` is ``None`` (automatic) or a positive int."""
+    """``chunk_size`` is ``None`` (automatic) or a positive int; returned as a
+    Python int."""
     if chunk_size is None:
-        return
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+        return None
+    if not _is_int(chunk_size):
         raise TypeError(
             f"{fn}: chunk_size must be a positive int or None; got "
             f"{type(chunk_size).__name__}")
     if chunk_size < 1:
         raise ValueError(
             f"{fn}: chunk_size must be a positive int or None; got {chunk_size}")
+    return int(chunk_size)
+
+
+def check_progress(fn, progress):
+    """``progress`` is a bool (a string such as ``"no"`` would count as true)."""
+    if not isinstance(progress, bool):
+        raise TypeError(
+            f"{fn}: progress must be a bool; got {type(progress).__name__}")

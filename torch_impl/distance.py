@@ -12,11 +12,13 @@ identical vectors ``1e-6`` apart and makes the gradient zero there (the
 import torch
 
 from . import _checks
+from ._autocast import float32_under_autocast
 
 EPS_NORM = 1e-12  # added to the norm in normalize
 EPS_SQ = 1e-12    # lower bound of the squared distance
 
 
+@float32_under_autocast
 def normalize(x, axis=-1):
     """Scale ``x`` to unit L2 norm along ``axis``.
 
@@ -43,7 +45,7 @@ def normalize(x, axis=-1):
     tensor([[0.6000, 0.8000]])
     """
     _checks.check_float_tensor("normalize", "x", x)
-    _checks.check_axis("normalize", x, axis)
+    axis = _checks.check_axis("normalize", x, axis)
     scale = _overflow_scale(x, axis)
     x = x / scale  # exact where scale is 1: the usual case computes x / (|x| + eps)
     norm = torch.linalg.vector_norm(x, ord=2, dim=axis, keepdim=True)
@@ -93,6 +95,8 @@ def _redo_overflowed(sq, x, y, scale=1.0):
     return sq.index_put(where, (diff * diff).sum(dim=-1) * scale)
 
 
+
+@float32_under_autocast
 def euclidean_dist(x, y):
     """Pairwise Euclidean distances between the rows of ``x`` and ``y``.
 
@@ -122,6 +126,7 @@ def euclidean_dist(x, y):
     return sq.clamp(min=EPS_SQ).sqrt()
 
 
+@float32_under_autocast
 def batch_euclidean_dist(x, y):
     """Euclidean distances within each pair ``(x[k], y[k])``.
 
@@ -158,6 +163,7 @@ def _batch_sq_dist(x, y):
     return sq if _expansion_is_safe(xx, yy) else _redo_overflowed(sq, x, y)
 
 
+@float32_under_autocast
 def stripe_dist(euclid):
     """Formula 1: ``(e^x - 1) / (e^x + 1)``, computed as ``tanh(x / 2)``.
 

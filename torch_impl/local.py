@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks
+from ._autocast import float32_under_autocast
 from .distance import (EPS_SQ, _batch_sq_dist, _expansion_is_safe,
                        _redo_overflowed, _squared_norms)
 from .path import (_value, _ShortestDist, _skewed_buffer, _table_forward,
@@ -80,6 +81,7 @@ class _BatchLocalDist(torch.autograd.Function):
         return table[-1, m].clone()
 
     @staticmethod
+    @float32_under_autocast
     def backward(ctx, grad_out):
         x, y, slope, table = ctx.saved_tensors
         m, n = x.shape[1], y.shape[1]
@@ -125,6 +127,7 @@ def _double_backward(ctx, x, y, table, grad_out):
                  for need in ctx.needs_input_grad)
 
 
+@float32_under_autocast
 def batch_local_dist(x, y):
     """Local distance of each pair ``(x[k], y[k])``.
 
@@ -206,6 +209,7 @@ def _stripe_block(xt, yt, xx, yy, differentiable, safe=True):
     return stripe.view(m, mc, n, nc).permute(0, 2, 1, 3)
 
 
+@float32_under_autocast
 def local_dist(x, y, *, chunk_size=None, progress=False):
     """Local distance between every query ``x[a]`` and gallery image ``y[b]``.
 
@@ -236,7 +240,8 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     """
     fn = "local_dist"
     _checks.check_pair(fn, x, y, "(M, m, d)", "(N, n, d)", 3)
-    _checks.check_chunk_size(fn, chunk_size)
+    chunk_size = _checks.check_chunk_size(fn, chunk_size)
+    _checks.check_progress(fn, progress)
     (M, m, _), (N, n, _) = x.shape, y.shape
     rows, cols = _block_sizes(M, N, m, n, chunk_size, x.device)
     differentiable = torch.is_grad_enabled() and (

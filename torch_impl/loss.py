@@ -6,6 +6,7 @@ import numbers
 import torch
 
 from . import _checks
+from ._autocast import float32_under_autocast
 from .distance import euclidean_dist, normalize
 from .local import batch_local_dist, local_dist
 from .mining import hard_example_mining
@@ -45,6 +46,7 @@ class TripletLoss:
     def __repr__(self):
         return f"TripletLoss(margin={self.margin!r})"
 
+    @float32_under_autocast
     def __call__(self, dist_ap, dist_an):
         """Loss of the triplets.
 
@@ -72,12 +74,13 @@ class TripletLoss:
 
 
 def _check_tri_loss(fn, tri_loss):
-    if not callable(tri_loss):
+    if not isinstance(tri_loss, TripletLoss):
         raise TypeError(
-            f"{fn}: tri_loss must be a TripletLoss (callable); got "
+            f"{fn}: tri_loss must be a torch_impl.TripletLoss; got "
             f"{type(tri_loss).__name__}")
 
 
+@float32_under_autocast
 def global_loss(tri_loss, global_feat, labels, normalize_feature=True):
     """Triplet loss on global features with hard-example mining.
 
@@ -118,6 +121,7 @@ def global_loss(tri_loss, global_feat, labels, normalize_feature=True):
     return loss, p_inds, n_inds, dist_ap, dist_an, dist_mat
 
 
+@float32_under_autocast
 def local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None,
                normalize_feature=True):
     """Triplet loss on local (stripe) features.
@@ -162,8 +166,10 @@ def local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None,
             f"{'only p_inds' if n_inds is None else 'only n_inds'}")
     feat = normalize(local_feat, axis=-1) if normalize_feature else local_feat
     if p_inds is not None:
-        _checks.check_indices(fn, "p_inds", p_inds, n)
-        _checks.check_indices(fn, "n_inds", n_inds, n)
+        p_inds = _checks.check_indices(fn, "p_inds", p_inds, n)
+        n_inds = _checks.check_indices(fn, "n_inds", n_inds, n)
+        if labels is not None:  # unused here, but a wrong one is still an error
+            _checks.check_labels(fn, labels, n)
         dist_ap = batch_local_dist(feat, feat[p_inds])
         dist_an = batch_local_dist(feat, feat[n_inds])
         return tri_loss(dist_ap, dist_an), dist_ap, dist_an

@@ -3,6 +3,7 @@
 import torch
 
 from . import _checks
+from ._autocast import float32_under_autocast
 
 
 def _first_extreme(values, mask, largest):
@@ -25,6 +26,7 @@ def _first_extreme(values, mask, largest):
     return torch.where(hit, cols, big).amin(dim=1)
 
 
+@float32_under_autocast
 def hard_example_mining(dist_mat, labels, return_inds=False):
     """Hardest positive and hardest negative of every anchor.
 
@@ -62,7 +64,9 @@ def hard_example_mining(dist_mat, labels, return_inds=False):
     fn = "hard_example_mining"
     _checks.check_square(fn, "dist_mat", dist_mat)
     _checks.check_labels(fn, labels, dist_mat.shape[0])
-    labels = labels.to(dist_mat.device)
+    # As int64: torch has few operations for uint16..uint64.  The cast is one
+    # to one (uint64 wraps), so it keeps equal labels equal and others apart.
+    labels = labels.to(dist_mat.device, torch.long)
     is_pos = labels.unsqueeze(0) == labels.unsqueeze(1)
     _checks.check_has_negative(fn, (~is_pos).any(dim=1))
     p_inds = _first_extreme(dist_mat, is_pos, largest=True)

@@ -27,6 +27,7 @@ import threading
 
 import torch
 
+from ._autocast import float32_under_autocast
 from ._checks import check_min_dims
 
 
@@ -50,7 +51,8 @@ def _rows(k, m, n):
 
 
 def _value(d, work=None):
-    """``S[m-1, n-1]`` of ``d`` with shape ``(m, n, *batch)``, any strides.
+    """``S[m-1, n-1]`` of ``d`` with shape ``(m, n, *batch)``, strides with
+    ``s_i >= s_j``.
 
     The value path (no gradient): only the cells of the matrix are computed,
     reading ``d`` in place through strided diagonal views, and only two
@@ -148,7 +150,8 @@ _SCRATCH_MAX_ELEMENTS = 1 << 20
 
 
 def _flow_buffers(table, reuse):
-    """``(flow, its seeded cell, w_up, w_left, views of the reverse loop)``.
+    """``(flow, its seeded cell, w_up, w_left, views of the first row and
+    column of w_up, views of the reverse loop)``.
 
     ``reuse`` takes them from the per-thread scratch, for small tables on the
     CPU only (on a GPU a buffer reused across calls could race with work on
@@ -168,7 +171,10 @@ def _flow_buffers(table, reuse):
     # Diagonal k (``to_left[k]``, rows 1..m) feeds diagonal k - 1.
     loop = tuple(zip(to_left[:0:-1], to_up[-2::-1], to_left[-2::-1],
                      w_up.unbind(0)[::-1], w_left.unbind(0)[::-1]))
-    buffers = flow, flow[steps - 1, m], w_up, w_left, loop
+    # The shares of the first row (t = 0: no cell above) and of the first
+    # column (cell (k + 1, 0) at [k, k + 1]: no cell to the left).
+    edges = w_up[:, 0], w_up.diagonal(1, 0, 1)
+    buffers = flow, flow[steps - 1, m], w_up, w_left, edges, loop
     if reuse:
         _flow_scratch.key, _flow_scratch.buffers = key, buffers
     return buffers
@@ -183,14 +189,17 @@ def _table_flow(table, seed, scale=1, reuse=False):
     to each on an exact tie (the ``torch.minimum`` rule), so for ``seed = 1``
     the result is a unit flow.  A NaN comparison sends nothing to "up" and
     everything to "left" (neither ``<`` nor ``==`` holds); the forward value
-    is NaN there anyway.  Cells outside the matrix receive nothing: their
-    ``+inf`` always loses to a finite neighbour.
+    is NaN there anyway.  The first row sends everything left and the first
+    column everything up, whatever the values: compared with the ``+inf``
+    padding, a ``+inf`` cell would tie and leak half of the flow out of the
+    matrix.  So cells outside the matrix receive nothing.
 
     With ``reuse`` the result lives in a per-thread scratch buffer that the
     next call overwrites: only for a caller that consumes it at once.
     """
     m = table.shape[1] - 1
-    flow, seeded, w_up, w_left, loop = _flow_buffers(table, reuse)
+    flow, seeded, w_up, w_left, (first_row, first_col), loop = \
+        _flow_buffers(table, reuse)
     flow.zero_()
     seeded.add_(seed, alpha=scale)  # sets it: 0 + scale * seed
     if loop:
@@ -200,6 +209,8 @@ def _table_flow(table, seed, scale=1, reuse=False):
         # on a tie.
         torch.lt(up, left, out=w_up).add_(
             torch.eq(up, left, out=w_left), alpha=0.5)
+        first_row.zero_()
+        first_col.fill_(1)
         torch.sub(1, w_up, out=w_left)
         for g, up_k, left_k, w_u, w_l in loop:
             up_k.addcmul_(g, w_u)
@@ -219,6 +230,11 @@ class _ShortestDist(torch.autograd.Function):
     @staticmethod
     def forward(ctx, d):
         if not ctx.needs_input_grad[0]:
+            if d.stride(0) < d.stride(1):
+                # _value steps along a diagonal by s_i - s_j, and torch has no
+                # negative strides (d.t(), a row-expanded d): the transpose has
+                # the same paths, each summed in the same order, so the same value.
+                d = d.transpose(0, 1)
             return _value(d)
         m, n = d.shape[0], d.shape[1]
         skewed, cells = _skewed_buffer(m, n, d.shape[2:], d)
@@ -229,6 +245,7 @@ class _ShortestDist(torch.autograd.Function):
         return table[-1, m].clone()
 
     @staticmethod
+    @float32_under_autocast
     def backward(ctx, grad_out):
         (table,) = ctx.saved_tensors
         if torch.is_grad_enabled():
@@ -240,6 +257,7 @@ class _ShortestDist(torch.autograd.Function):
         return _unit_flow(table, *ctx.dims, seed=grad_out)
 
 
+@float32_under_autocast
 def shortest_dist(dist_mat):
     """Shortest monotone path through stripe distances (formula 2).
 
