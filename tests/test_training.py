@@ -4,7 +4,8 @@ The same network, data and seeds are trained three ways: with the plain cell-by-
 torch loss of ``tests/naive.py`` (the way widely used AlignedReID code is written), with
 ``torch_impl``, and with the Numba bridge for the local distances. Each step's loss is
 the global triplet loss with batch-hard mining plus the local triplet loss on the same
-hard examples, the AlignedReID recipe.
+hard examples, the AlignedReID recipe. The same training under bfloat16 autocast, as CPU
+training runs it, must complete with losses close to float32's.
 
 Error model (float64). Per step, the three losses and gradients compute the same
 mathematics in a different order (norm expansions, anti-diagonal or cell-by-cell
@@ -143,3 +144,22 @@ def test_training_matches_the_plain_loss(float64_runs, name):
         f"{name}: loss curve differs from the plain loss by {loss_dev:.3e} > {loss_tol:.3e}"
     assert weight_dev <= weight_tol, \
         f"{name}: weights after {STEPS} steps differ by {weight_dev:.3e} > {weight_tol:.3e}"
+@pytest.mark.parametrize("name", ["torch_impl", "bridge"])
+def test_training_under_autocast(name):
+    """bfloat16 autocast, as CPU training runs it: the network computes in bfloat16, the
+    loss in float32 (formulas 1 and 2 must not run in bfloat16).
+
+    Error model: bfloat16 keeps 8 bits (u = 2^-8 = 0.004). Two convolutions round their
+    inputs and outputs to bfloat16 (4 roundings of relative size u, accumulation in
+    float32), so the features carry a relative error of about 4u = 1.6%; the loss is
+    1-Lipschitz in the normalised features (tanh' <= 1/2, Euclidean distances 1-Lipschitz),
+    so the first step's loss is within 2 x 4u = 3% of the float32 run's. Later steps
+    follow other trajectories; they must stay finite and still learn.
+    """
+    loss_fn = LOSSES[name]
+    want = _train(loss_fn, torch.float32)[0]
+    got = _train(loss_fn, torch.float32, autocast=True)[0]
+    assert np.all(np.isfinite(got)), f"{name} under autocast: non-finite loss {got}"
+    np.testing.assert_allclose(got[0], want[0], rtol=8 * 2.0**-8,
+                               err_msg=f"{name} under autocast: first loss")
+    assert got[-5:].mean() < 0.7 * got[:5].mean(), f"{name} under autocast did not learn: {got}"
