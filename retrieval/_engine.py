@@ -7,6 +7,7 @@ that passes the suite (``numba_impl``, ``torch_impl``, a user's ``--impl`` modul
 compute retrieval's blocks.
 """
 import functools
+import types
 from dataclasses import dataclass
 
 from reference.crosscheck import Implementation
@@ -33,7 +34,12 @@ class Engine:
 
 
 def engine(func, impl, needs):
-    """Check ``impl`` (a module name or an ``Implementation``); it must provide ``needs``."""
+    """Check ``impl`` (a module, its name or an ``Implementation``); it must provide
+    ``needs``. The array kind of a module is guessed by its name as the test suite does
+    (``torch_impl...`` and ``....autograd`` take torch tensors); an ``Implementation``
+    says it."""
+    if isinstance(impl, types.ModuleType):
+        impl = impl.__name__
     if isinstance(impl, str):
         try:
             loaded = _loaded(impl, None)
@@ -43,7 +49,7 @@ def engine(func, impl, needs):
     elif isinstance(impl, Implementation):
         loaded = impl
     else:
-        raise TypeError(f"{func}: impl must be a module name (str) or a "
+        raise TypeError(f"{func}: impl must be a module, a module name or a "
                         f"reference.crosscheck.Implementation; got {describe(impl)}")
     if loaded.device != "cpu":
         raise ValueError(f"{func}: impl must compute on the CPU; got device {loaded.device!r}")
