@@ -60,8 +60,10 @@ def topk(query, gallery, k, *, impl="numba_impl", chunk_size=None, progress=Fals
     gallery : same kinds, shape (N, n, d), same dtype and ``d`` as ``query``
     k : int
         Neighbours per query; with ``k > N`` every gallery image is returned, ranked.
-    impl : str or reference.crosscheck.Implementation
-        The module whose ``local_dist`` computes the blocks (imported where they run).
+    impl : module, str or reference.crosscheck.Implementation
+        The implementation whose ``local_dist`` computes the blocks, by module or module
+        name (imported where the blocks run); an ``Implementation`` also says what arrays
+        it takes (torch tensors are guessed from the name as in the test suite).
     chunk_size : int, (int, int) or None
         Query images per block (default ``QUERY_BLOCK``, 256), or query and gallery
         images per block (default: ``BLOCK_PAIRS`` pairs per block).
@@ -82,10 +84,12 @@ def topk(query, gallery, k, *, impl="numba_impl", chunk_size=None, progress=Fals
     >>> import numpy as np, retrieval
     >>> gallery = np.random.default_rng(0).normal(size=(6, 4, 8))
     >>> dist, index = retrieval.topk(gallery[[4, 1]], gallery, 3, impl="reference")
-    >>> index[:, 0]                # each query finds itself first ...
-    array([4, 1])
-    >>> dist[:, 0].round(6)        # ... at distance 7 tanh(1e-6 / 2) (the 1e-12 clamp)
-    array([3.5e-06, 3.5e-06])
+    >>> index                      # each query finds itself first
+    array([[4, 0, 3],
+           [1, 0, 2]])
+    >>> dist.round(3)              # (a path through 4 x 4 stripes leaves the diagonal)
+    array([[2.794, 6.142, 6.344],
+           [2.773, 6.014, 6.212]])
     """
     func = "topk"
     engine = _engine.engine(func, impl, ("local_dist",))
@@ -151,8 +155,8 @@ def rerank(query_global, gallery_global, query_local, gallery_local, k, *, short
     >>> glob, local = rng.normal(size=(6, 16)), rng.normal(size=(6, 4, 8))
     >>> dist, index = retrieval.rerank(glob[[2]], glob, local[[2]], local, 2, shortlist=3,
     ...                                impl="reference")
-    >>> index
-    array([[2, 4]])
+    >>> index, dist.round(3)
+    (array([[2, 5]]), array([[2.835, 9.974]]))
     """
     func = "rerank"
     engine = _engine.engine(func, impl, ("euclidean_dist", "batch_local_dist"))
