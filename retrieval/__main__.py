@@ -41,7 +41,7 @@ def _parser():
     parser.add_argument("--impl", default="numba_impl",
                         help="implementation computing the distances (default numba_impl)")
     parser.add_argument("--chunk-size", type=int, metavar="Q",
-                        help="query images per block (default 256)")
+                        help="query images per block (default 512)")
     parser.add_argument("--out", default="result.npz",
                         help="output: distances and indices (default result.npz)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -9,10 +9,12 @@ import numpy as np
 from . import _blocks, _engine, _inputs, _rank
 
 #: Query images per block (``chunk_size``'s default).
-QUERY_BLOCK = 256
+QUERY_BLOCK = 512
 #: Query x gallery pairs per block of ``topk`` and of ``rerank``'s global stage; with the
-#: default ``QUERY_BLOCK`` a block holds 256 x 4096 distances (4 MiB in float32).
-BLOCK_PAIRS = 2**20
+#: default ``QUERY_BLOCK`` a block holds 512 x 4096 distances (8 MiB in float32). Each
+#: block reads (and ``local_dist`` lays out anew) its gallery rows: taller blocks read
+#: the gallery fewer times.
+BLOCK_PAIRS = 2**21
 #: Pairs per block of ``rerank``'s local stage: each pair gathers the features of both
 #: images (8 x 128 float32 stripes: 8 MiB per 1024 pairs), so its blocks are smaller.
 RERANK_PAIRS = 2**13
@@ -65,7 +67,7 @@ def topk(query, gallery, k, *, impl="numba_impl", chunk_size=None, progress=Fals
         name (imported where the blocks run); an ``Implementation`` also says what arrays
         it takes (torch tensors are guessed from the name as in the test suite).
     chunk_size : int, (int, int) or None
-        Query images per block (default ``QUERY_BLOCK``, 256), or query and gallery
+        Query images per block (default ``QUERY_BLOCK``, 512), or query and gallery
         images per block (default: ``BLOCK_PAIRS`` pairs per block).
     progress : bool
         Show a progress bar (tqdm, on stderr).
