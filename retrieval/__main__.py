@@ -6,6 +6,7 @@ The inputs are memory-mapped and read a block at a time (by the workers, with
 """
 import argparse
 import os
+import re
 import sys
 import tempfile
 
@@ -73,6 +74,18 @@ def _check_args(parser, args):
         parser.error(f"--out: cannot write to {folder}")
 
 
+#: The functions' argument names, as the command line spells them.
+_FLAGS = {"query_local": "query", "gallery_local": "gallery",
+          "query_global": "--global-query", "gallery_global": "--global-gallery",
+          "k": "-k", "shortlist": "--shortlist", "weight": "--weight", "impl": "--impl",
+          "chunk_size": "--chunk-size"}
+
+
+def _in_flags(message):
+    """An error message of ``topk`` or ``rerank`` with the arguments named as flags."""
+    return re.sub(r"\b(" + "|".join(_FLAGS) + r")\b", lambda m: _FLAGS[m.group(1)], message)
+
+
 def _client(args):
     """A distributed.Client for --scheduler or --workers, or None (run in this process)."""
     if args.scheduler is None and args.workers is None:
@@ -121,7 +134,7 @@ def main(argv=None):
         else:
             dist, index = search.topk(args.query, args.gallery, args.k, **options)
     except (ValueError, TypeError, FileNotFoundError) as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
+        parser.exit(2, f"{parser.prog}: error: {_in_flags(str(error))}\n")
     except OSError as error:  # no scheduler at that address, no port for the workers
         parser.exit(1, f"{parser.prog}: error: {error}\n")
     finally:

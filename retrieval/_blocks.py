@@ -75,10 +75,10 @@ class Graph:
         self.k = k
         self.token = uuid.uuid4().hex
         self.results = []      # one Delayed (dist, index) per block of query rows
-        self.rows = []         # the number of query rows of each
-        self.pairs = {}        # block task key -> pairs it computes
+        self.row_pairs = []    # the pairs computed for each
+        self.pairs = {}        # block task key -> the pairs it computes
 
-    def add_row_block(self, rows, blocks):
+    def add_row_block(self, blocks):
         """Add one block of query rows; ``blocks`` is ``[(pairs, function, *args)]``, each
         ``function(*args)`` the top ``k`` of one block of pairs."""
         row = len(self.results)
@@ -86,38 +86,37 @@ class Graph:
         for col, (pairs, function, *args) in enumerate(blocks):
             key = (f"retrieval-block-{self.token}", row, col)
             self.pairs[key] = pairs
-            parts.append(delayed(function, pure=False)(*args, dask_key_name=key))
+            parts.append(delayed(function)(*args, dask_key_name=key))
         level = 0
         while len(parts) > 1:  # the tree: FAN_IN partial results per merge
             level += 1
-            parts = [delayed(_rank.merge, pure=False)(
+            parts = [delayed(_rank.merge)(
                          self.k, *parts[a:a + FAN_IN],
                          dask_key_name=(f"retrieval-merge-{self.token}", row, level, a))
                      for a in range(0, len(parts), FAN_IN)]
         self.results.append(parts[0])
-        self.rows.append(rows)
+        self.row_pairs.append(sum(pairs for pairs, *_ in blocks))
 
     def compute(self, client, progress, desc):
-        """Run the graph; return ``(dist, index)`` for all query rows, in order."""
-        bar = tqdm(total=sum(self.pairs.values()), unit="pair", unit_scale=True,
-                   desc=desc, disable=not progress)
-        with bar:
+        """Run the graph; return ``(dist, index)`` for all query rows, in order.
+
+        The progress bar counts pairs: as block tasks finish in this process, as blocks
+        of query rows finish on a cluster.
+        """
+        with tqdm(total=sum(self.row_pairs), unit="pair", unit_scale=True, desc=desc,
+                  disable=not progress) as bar:
             if client is None:
                 with _BlockCounter(self.pairs, bar):
                     parts = dask.compute(*self.results, scheduler="threads")
             else:
-                parts = self._on_cluster(client, bar)
+                from distributed import as_completed
+
+                futures = client.compute(self.results)
+                pairs = {future.key: n for future, n in zip(futures, self.row_pairs)}
+                for future in as_completed(futures):
+                    bar.update(pairs[future.key])
+                parts = client.gather(futures)
         return (np.concatenate([d for d, _ in parts]), np.concatenate([i for _, i in parts]))
-
-    def _on_cluster(self, client, bar):
-        from distributed import as_completed
-
-        futures = client.compute(self.results)
-        share = {f.key: sum(p for key, p in self.pairs.items() if key[1] == row)
-                 for row, f in enumerate(futures)}
-        for future in as_completed(futures):
-            bar.update(share[future.key])
-        return client.gather(futures)
 
 
 class _BlockCounter(Callback):

@@ -38,7 +38,7 @@ def _search(engine, distance, query, gallery, k, chunk, client, progress, desc):
     graph = _blocks.Graph(k)
     gallery_blocks = _blocks.row_blocks(gallery, cols, client)
     for q0, q1, query_ref in _blocks.row_blocks(query, rows, client):
-        graph.add_row_block(q1 - q0, [
+        graph.add_row_block([
             ((q1 - q0) * (g1 - g0), _block_top, engine, distance, k, query_ref, gallery_ref, g0)
             for g0, g1, gallery_ref in gallery_blocks])
     return graph.compute(client, progress, desc)
@@ -202,5 +202,5 @@ def rerank(query_global, gallery_global, query_local, gallery_local, k, *, short
             gallery_ref = _blocks.gathered(gallery_local, np.unique(cand))
             blocks.append((cand.size, _rerank_block, engine, k, weight, query_ref,
                            gallery_ref, global_dist[q0:q1, c0:c0 + cols], cand))
-        graph.add_row_block(q1 - q0, blocks)
+        graph.add_row_block(blocks)
     return graph.compute(client, progress, "rerank: local")
