@@ -75,3 +75,17 @@ def assert_top(got, brute, tol, k, impl, func, inputs):
                 # decided: no other distance within reach (NaNs rank by index alone)
                 assert row[r] == order[q, r], (f"{func}: row {q} rank {r}: got image "
                                                f"{row[r]}, brute force {order[q, r]}")
+
+
+def write_problem(folder, seed, queries, gallery):
+    """Random float32 features of a small search, in memory and as ``.npy`` files in
+    ``folder``: ``(arrays, paths)``, both keyed by ``rerank``'s argument names."""
+    rng = np.random.default_rng(seed)
+    arrays = dict(query_local=rng.normal(size=(queries, 3, 4)).astype(np.float32),
+                  gallery_local=rng.normal(size=(gallery, 2, 4)).astype(np.float32),
+                  query_global=rng.normal(size=(queries, 5)).astype(np.float32),
+                  gallery_global=rng.normal(size=(gallery, 5)).astype(np.float32))
+    paths = {name: folder / f"{name}.npy" for name in arrays}
+    for name, value in arrays.items():
+        np.save(paths[name], value)
+    return arrays, paths

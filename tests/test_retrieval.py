@@ -14,7 +14,7 @@ import reference
 import retrieval
 from retrieval import _inputs, _rank
 
-from .retrieval_checks import assert_top, combined_tolerance, ranked
+from .retrieval_checks import assert_top, combined_tolerance, ranked, write_problem
 from .strategies import DTYPES
 
 # Each example runs a whole Dask graph: a third of the profile's examples is plenty.
@@ -209,16 +209,7 @@ def test_rerank_puts_nan_last():
 # ------------------------------------------------------------------ kinds of input array
 @pytest.fixture
 def files(tmp_path):
-    rng = np.random.default_rng(4)
-    arrays = dict(query=rng.normal(size=(9, 3, 4)).astype(np.float32),
-                  gallery=rng.normal(size=(40, 2, 4)).astype(np.float32),
-                  query_global=rng.normal(size=(9, 5)).astype(np.float32),
-                  gallery_global=rng.normal(size=(40, 5)).astype(np.float32))
-    paths = {}
-    for name, value in arrays.items():
-        paths[name] = tmp_path / f"{name}.npy"
-        np.save(paths[name], value)
-    return arrays, paths
+    return write_problem(tmp_path, 4, queries=9, gallery=40)
 
 
 def _kinds(paths, name, array):
@@ -232,14 +223,14 @@ def _kinds(paths, name, array):
                                   "dask"])
 def test_every_kind_of_input_gives_the_same_result(files, kind):
     arrays, paths = files
-    want = retrieval.topk(arrays["query"], arrays["gallery"], 5, impl="reference",
-                          chunk_size=(4, 6))
-    got = retrieval.topk(_kinds(paths, "query", arrays["query"])[kind],
-                         _kinds(paths, "gallery", arrays["gallery"])[kind], 5,
+    want = retrieval.topk(arrays["query_local"], arrays["gallery_local"], 5,
+                          impl="reference", chunk_size=(4, 6))
+    got = retrieval.topk(_kinds(paths, "query_local", arrays["query_local"])[kind],
+                         _kinds(paths, "gallery_local", arrays["gallery_local"])[kind], 5,
                          impl="reference", chunk_size=(4, 6))
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_array_equal(got[0], want[0])
-    names = ("query_global", "gallery_global", "query", "gallery")
+    names = ("query_global", "gallery_global", "query_local", "gallery_local")
     want = retrieval.rerank(*(arrays[n] for n in names), 4, shortlist=7, impl="reference",
                             chunk_size=(4, 6))
     got = retrieval.rerank(*(_kinds(paths, n, arrays[n])[kind] for n in names), 4,
@@ -261,17 +252,17 @@ def test_files_are_read_a_block_at_a_time(files, monkeypatch):
         return original(self, start, stop)
 
     monkeypatch.setattr(_inputs.NpyFile, "rows", rows)
-    retrieval.topk(np.load(paths["query"], mmap_mode="r"), paths["gallery"], 5,
+    retrieval.topk(np.load(paths["query_local"], mmap_mode="r"), paths["gallery_local"], 5,
                    impl="reference", chunk_size=(4, 6))
-    gallery_reads = [n for path, n in reads if path == str(paths["gallery"])]
-    query_reads = [n for path, n in reads if path == str(paths["query"])]
+    gallery_reads = [n for path, n in reads if path == str(paths["gallery_local"])]
+    query_reads = [n for path, n in reads if path == str(paths["query_local"])]
     assert max(gallery_reads) <= 6 and max(query_reads) <= 4
     assert sum(gallery_reads) == 40 * 3 and sum(query_reads) == 9 * 7  # 3 x 7 blocks
 
 
 def test_a_memmap_slice_is_not_mistaken_for_its_whole_file(files):
     _, paths = files
-    mapped = np.load(paths["gallery"], mmap_mode="r")
+    mapped = np.load(paths["gallery_local"], mmap_mode="r")
     assert isinstance(_inputs.features("f", "g", mapped, "", 3), _inputs.NpyFile)
     for part in (mapped[1:], mapped[::2], mapped[:, :1]):
         assert isinstance(_inputs.features("f", "g", part, "", 3), np.ndarray)

@@ -13,22 +13,20 @@ import pytest
 import retrieval
 from retrieval.__main__ import main
 
+from .retrieval_checks import write_problem
+
 #: Seconds a command-line run may take (a local cluster included).
 LIMIT = 120
 
 
 @pytest.fixture
 def files(tmp_path):
-    rng = np.random.default_rng(7)
-    arrays = dict(query=rng.normal(size=(10, 3, 4)).astype(np.float32),
-                  gallery=rng.normal(size=(50, 2, 4)).astype(np.float32),
-                  global_query=rng.normal(size=(10, 6)).astype(np.float32),
-                  global_gallery=rng.normal(size=(50, 6)).astype(np.float32))
-    paths = {}
-    for name, value in arrays.items():
-        paths[name] = str(tmp_path / f"{name}.npy")
-        np.save(paths[name], value)
-    return arrays, paths
+    arrays, paths = write_problem(tmp_path, 7, queries=10, gallery=50)
+    # keyed as the command line names them
+    names = dict(query_local="query", gallery_local="gallery", query_global="global_query",
+                 gallery_global="global_gallery")
+    return ({names[n]: a for n, a in arrays.items()},
+            {names[n]: str(p) for n, p in paths.items()})
 
 
 def _leftovers(folder):
@@ -118,7 +116,7 @@ BAD = [  # (case, tweak, exit status, words in the message)
         "--weight": "-1"}), 2, ("--weight", "at least 0")),
     ("global query alone", lambda a, p, t: a.update({"--global-query": p["global_query"]}),
      2, ("--global-query", "--global-gallery")),
-    ("global images differ", lambda a, p, t: np.save(t / "gq.npy", np.zeros((4, 6),
+    ("global images differ", lambda a, p, t: np.save(t / "gq.npy", np.zeros((4, 5),
         np.float32)) or a.update({"--global-query": str(t / "gq.npy"),
                                   "--global-gallery": p["global_gallery"]}), 2,
      ("query must have 4 images like --global-query",)),
