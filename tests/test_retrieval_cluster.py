@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 
+import distributed
 import numpy as np
 import pytest
 
@@ -16,8 +17,6 @@ import reference
 import retrieval
 
 from .retrieval_checks import assert_top
-
-distributed = pytest.importorskip("distributed")
 
 #: Seconds any one step may take (start the cluster, one search, one close).
 LIMIT = 60
