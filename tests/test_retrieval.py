@@ -4,6 +4,7 @@ Every search runs in blocks small enough (``chunk_size``) that most problems hav
 gallery blocks and a tree of merges. The cluster and the command line are tested in
 ``test_retrieval_cluster.py`` and ``test_retrieval_cli.py``.
 """
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -287,3 +288,32 @@ def test_an_implementation_is_named_by_its_module():
         # well-separated random distances: every implementation finds the same order
         np.testing.assert_array_equal(retrieval.topk(query, gallery, 6, impl=name)[1], want,
                                       err_msg=name)
+
+
+def test_never_more_blocks_of_distances_alive_than_running_tasks(tmp_path, monkeypatch):
+    # An implementation that counts the blocks of distances it has handed out and that
+    # are still alive: with two threads, never more than two, out of 8 x 6 blocks.
+    (tmp_path / "counting_impl.py").write_text(
+        "import threading, weakref\n"
+        "import reference\n"
+        "alive, most, lock = [0], [0], threading.Lock()\n"
+        "def _freed():\n"
+        "    with lock:\n"
+        "        alive[0] -= 1\n"
+        "def local_dist(x, y):\n"
+        "    out = reference.local_dist(x, y)\n"
+        "    with lock:\n"
+        "        alive[0] += 1\n"
+        "        most[0] = max(most[0], alive[0])\n"
+        "    weakref.finalize(out, _freed)\n"
+        "    return out\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import counting_impl
+
+    rng = np.random.default_rng(7)
+    query, gallery = rng.normal(size=(16, 2, 3)), rng.normal(size=(30, 2, 3))
+    with dask.config.set(num_workers=2):
+        got = retrieval.topk(query, gallery, 4, impl="counting_impl", chunk_size=(2, 5))
+    np.testing.assert_array_equal(got[1], ranked(reference.local_dist(query, gallery))[:, :4])
+    assert 1 <= counting_impl.most[0] <= 2, counting_impl.most[0]
+    assert counting_impl.alive[0] == 0
