@@ -21,6 +21,11 @@ from ._inputs import NpyFile
 
 #: Partial results merged by one task of the tree.
 FAN_IN = 8
+#: Block tasks run at once in this process, unless ``dask.config.set(num_workers=...)``
+#: says otherwise: one, because ``numba_impl``'s and ``torch_impl``'s kernels already use
+#: every core for a block (two at once ran 5-20% slower on two cores, their thread pools
+#: competing, and took twice the memory). Tasks still run on a thread of Dask's pool.
+IN_PROCESS_TASKS = 1
 
 
 # ----------------------------------------------------------------------------- reading
@@ -107,7 +112,9 @@ class Graph:
                   disable=not progress) as bar:
             if client is None:
                 with _BlockCounter(self.pairs, bar):
-                    parts = dask.compute(*self.results, scheduler="threads")
+                    parts = dask.compute(*self.results, scheduler="threads",
+                                         num_workers=dask.config.get("num_workers", None)
+                                         or IN_PROCESS_TASKS)
             else:
                 from distributed import as_completed
 

@@ -2,9 +2,8 @@
 
 An input is a NumPy array, a path to a ``.npy`` file, or a Dask array. A path, or a
 memory map of a whole ``.npy`` file (``np.load(path, mmap_mode="r")``), becomes an
-``NpyFile``: each block task maps the file itself (on a Dask worker: its own mapping, so
-only the path travels), copies its rows and drops the mapping, so a file is never held in
-memory whole. Every message starts with the public function's name, names the argument
+``NpyFile``: each block task reads its own rows from the file (on a Dask worker: itself,
+so only the path travels), so a file is never held in memory whole. Every message starts with the public function's name, names the argument
 and says what was expected and what came.
 """
 import math
@@ -23,32 +22,51 @@ def describe(value):
 
 
 class NpyFile:
-    """The rows of a ``.npy`` file, read through a fresh memory map on every call.
+    """The rows of a ``.npy`` file, read on demand with plain file reads.
 
-    Pickles as its path, shape and dtype (what a Dask worker needs to read its blocks).
+    Reads copy their rows straight into a new array and keep no mapping of the file, so
+    the process holds only the rows it asked for (a memory map would also keep pages
+    around each row it touched). Pickles as its path, header facts and all, which is what
+    a Dask worker needs to read its blocks.
     """
 
-    def __init__(self, path, shape, dtype):
+    def __init__(self, path, shape, dtype, offset, fortran_order=False):
         self.path, self.shape, self.dtype = os.fspath(path), tuple(shape), np.dtype(dtype)
+        self.offset, self.fortran_order = offset, fortran_order
+
+    @classmethod
+    def open(cls, path):
+        """The file's shape, dtype and where its data start, from its header."""
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        return cls(path, array.shape, array.dtype, array.offset,
+                   array.flags.f_contiguous and not array.flags.c_contiguous)
 
     @property
     def ndim(self):
         return len(self.shape)
 
-    def _open(self):
-        array = np.load(self.path, mmap_mode="r")
-        if array.shape != self.shape or array.dtype != self.dtype:
-            raise RuntimeError(f"{self.path} changed while it was being read: now "
-                               f"{array.shape} {array.dtype}, was {self.shape} {self.dtype}")
-        return array
-
     def rows(self, start, stop):
-        """A copy of rows ``start:stop`` (the mapping is dropped on return)."""
-        return np.array(self._open()[start:stop])
+        """A copy of rows ``start:stop``."""
+        return self.take(np.arange(start, stop))
 
     def take(self, index):
-        """A copy of the rows at ``index`` (fancy indexing reads only those rows)."""
-        return np.asarray(self._open()[index])
+        """A copy of the rows at ``index`` (sorted, distinct): one read per run of
+        consecutive rows."""
+        index = np.asarray(index, dtype=np.int64)
+        if self.fortran_order:  # rows are not contiguous in the file: map it, copy, drop
+            return np.array(np.load(self.path, mmap_mode="r")[index])
+        out = np.empty((len(index),) + self.shape[1:], dtype=self.dtype)
+        row_bytes = out[:1].nbytes
+        runs = np.split(np.arange(len(index)), np.flatnonzero(np.diff(index) != 1) + 1)
+        with open(self.path, "rb") as f:
+            if os.fstat(f.fileno()).st_size != self.offset + self.shape[0] * row_bytes:
+                raise RuntimeError(f"{self.path} changed since it was opened "
+                                   f"(expected {self.shape} {self.dtype})")
+            for run in runs:
+                if len(run):
+                    f.seek(self.offset + int(index[run[0]]) * row_bytes)
+                    f.readinto(memoryview(out[run[0]:run[-1] + 1]).cast("B"))
+        return out
 
     def __repr__(self):
         return f"NpyFile({self.path!r}, shape={self.shape}, dtype={self.dtype})"
@@ -65,7 +83,7 @@ def _open_path(func, name, path):
                          f"({error})") from None
     if not isinstance(array, np.ndarray):
         raise ValueError(f"{func}: {name} must be a .npy file; {path!r} is an archive")
-    return NpyFile(path, array.shape, array.dtype)
+    return NpyFile.open(path)
 
 
 def _whole_file(array):
@@ -86,7 +104,7 @@ def features(func, name, value, shape_doc, rank):
     if isinstance(value, (str, os.PathLike)):
         value = _open_path(func, name, value)
     elif isinstance(value, np.ndarray) and _whole_file(value):
-        value = NpyFile(value.filename, value.shape, value.dtype)
+        value = NpyFile.open(value.filename)
     elif not isinstance(value, (np.ndarray, da.Array)):
         raise TypeError(f"{func}: {name} must be a numpy.ndarray, a dask.array.Array or the "
                         f"path of a .npy file; got {describe(value)}")

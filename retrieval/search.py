@@ -11,10 +11,11 @@ from . import _blocks, _engine, _inputs, _rank
 #: Query images per block (``chunk_size``'s default).
 QUERY_BLOCK = 512
 #: Query x gallery pairs per block of ``topk`` and of ``rerank``'s global stage; with the
-#: default ``QUERY_BLOCK`` a block holds 512 x 2048 distances (4 MiB in float32). Each
+#: default ``QUERY_BLOCK`` a block holds 512 x 7168 distances (14 MiB in float32). Each
 #: block reads (and ``local_dist`` lays out anew) its gallery rows, so blocks are tall;
-#: ``numba_impl.local_dist``'s working memory grows with their width.
-BLOCK_PAIRS = 2**20
+#: they are wide because ``numba_impl.local_dist`` is slow on narrow ones (its products
+#: of stripes get small), and no wider because its working memory grows with the width.
+BLOCK_PAIRS = 7 * 2**19
 #: Pairs per block of ``rerank``'s local stage: each pair gathers the features of both
 #: images (8 x 128 float32 stripes: 8 MiB per 1024 pairs), so its blocks are smaller.
 RERANK_PAIRS = 2**13

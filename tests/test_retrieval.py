@@ -317,3 +317,24 @@ def test_never_more_blocks_of_distances_alive_than_running_tasks(tmp_path, monke
     np.testing.assert_array_equal(got[1], ranked(reference.local_dist(query, gallery))[:, :4])
     assert 1 <= counting_impl.most[0] <= 2, counting_impl.most[0]
     assert counting_impl.alive[0] == 0
+
+
+def test_fortran_order_files_and_gathered_rows(files, tmp_path):
+    # Rows of a Fortran-order file are not contiguous: read through a map instead. Rows
+    # gathered by index (rerank's second stage) come in runs of consecutive rows.
+    arrays, _ = files
+    gallery = arrays["gallery_local"]
+    np.save(tmp_path / "fortran.npy", np.asfortranarray(gallery))
+    for path in (tmp_path / "fortran.npy", tmp_path / "gallery_local.npy"):
+        rows = _inputs.features("f", "g", path, "", 3)
+        index = np.array([0, 1, 2, 7, 9, 10, 39])
+        np.testing.assert_array_equal(rows.take(index), gallery[index])
+        np.testing.assert_array_equal(rows.rows(5, 17), gallery[5:17])
+
+
+def test_a_file_changed_under_a_search_is_an_error(files, tmp_path):
+    _, paths = files
+    rows = _inputs.features("f", "g", paths["gallery_local"], "", 3)
+    np.save(paths["gallery_local"], np.zeros((3, 2, 4), np.float32))
+    with pytest.raises(RuntimeError, match="changed"):
+        rows.rows(0, 2)
