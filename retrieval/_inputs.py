@@ -41,10 +41,6 @@ class NpyFile:
         return cls(path, array.shape, array.dtype, array.offset,
                    array.flags.f_contiguous and not array.flags.c_contiguous)
 
-    @property
-    def ndim(self):
-        return len(self.shape)
-
     def rows(self, start, stop):
         """A copy of rows ``start:stop``."""
         return self.take(np.arange(start, stop))
