@@ -513,12 +513,22 @@ def _peak_goal(rows, work, name, limit_mb, text):
     return _goal(work, name, text, "n/a", False)
 
 
+def retrieval(device, quick):
+    """topk and rerank at gallery scale (``benchmarks/retrieval.py``)."""
+    from .retrieval import retrieval_rows
+
+    return retrieval_rows(device, quick)
+
+
 WORKLOADS = {
     "training": training_step,
     "training-in-step": training_in_step,
     "large-batch": large_batch,
     "query-gallery": query_gallery,
+    "retrieval": retrieval,
 }
+#: Run only when named with --only: minutes long, and writes GBs of data once.
+ON_REQUEST = ("retrieval",)
 
 if __name__ == "__main__":
     # Child process of query_gallery: name, queries, gallery, device.
