@@ -136,7 +136,7 @@ def _integer_vector(func, name, value, target, n):
     if tuple(value.shape) != (n,):
         raise ValueError(f"{func}: {name} must have shape ({n},); got {tuple(value.shape)}")
     if value_target != target:  # host labels for device distances (or back): move them
-        from . import _gpu_context
+        from .gpu import context as _gpu_context
 
         value = _gpu_context.to_device(value) if target == GPU else _gpu_context.to_host(value)
     return value
@@ -153,7 +153,7 @@ def index_array(func, name, inds, n, target=CPU):
     if target == CPU:
         host = inds
     else:
-        from . import _gpu_context
+        from .gpu import context as _gpu_context
 
         host = _gpu_context.to_host(inds)
     if host.min() < 0 or host.max() >= n:
@@ -169,7 +169,7 @@ def grad_like(func, grad_out, shape, dtype, target=CPU):
     if shape == () and isinstance(grad_out, numbers.Real) and not is_gpu_array(grad_out):
         grad_out = np.asarray(grad_out, dtype=dtype)
         if target == GPU:
-            from . import _gpu_context
+            from .gpu import context as _gpu_context
 
             return _gpu_context.to_device(grad_out)
         return grad_out

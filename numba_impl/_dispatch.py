@@ -38,7 +38,7 @@ def follows_torch(func):
 
     Without it the kernels would run on the default stream, unordered with torch's work
     under ``torch.cuda.stream(s)``, and allocate through Numba. Other arguments pass as
-    they are; the setting is per thread (``_gpu_context``).
+    they are; the setting is per thread (``gpu.context``).
     """
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -47,7 +47,7 @@ def follows_torch(func):
             return func(*args, **kwargs)
         import torch
 
-        from ._gpu_context import torch_launches
+        from .gpu.context import torch_launches
 
         args = tuple(_plain(a, torch) for a in args)
         kwargs = {k: _plain(v, torch) for k, v in kwargs.items()}

@@ -12,7 +12,7 @@ def _mine(func, dist_mat, labels):
     if target == "cpu":
         host_n = n_inds
     else:
-        from . import _gpu_context
+        from .gpu import context as _gpu_context
 
         host_n = _gpu_context.to_host(n_inds)
     if (host_n < 0).any():
