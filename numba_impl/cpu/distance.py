@@ -1,41 +1,25 @@
 """Normalisation, formula 1 and Euclidean distances (explicit differences) on the CPU."""
-import math
-
 import numpy as np
 from numba import prange
 
-from .jit import _clamped, _consts, _pjit, _scaled_norm, _sq_dist
+from .. import _consts
+from .jit import parallel_jit, scalar, scalar_libm
 
 
-@_pjit
+@parallel_jit
 def _normalize_kernel(x, eps, out):
-    """``(x / s) / (||x / s|| + eps / s)`` per vector; ``s`` from ``_scalar.scaled_norm``."""
-    outer, length, inner = x.shape
+    outer, _, inner = x.shape
     for o in prange(outer):
         for k in range(inner):
-            scale, norm = _scaled_norm(x, o, k, eps)
-            denom = norm + eps / scale
-            for a in range(length):
-                out[o, a, k] = (x[o, a, k] / scale) / denom
+            scalar.normalize_vector(x, o, k, eps, out)
 
 
-@_pjit
+@parallel_jit
 def _normalize_vjp_kernel(x, g, eps, out):
-    """The oracle's grouping: ``(g / s - (x / s) * (<x, g> / ||x|| / s))``, on ``x / c``
-    and divided by ``c`` where ``normalize`` rescales by ``c``."""
-    outer, length, inner = x.shape
+    outer, _, inner = x.shape
     for o in prange(outer):
         for k in range(inner):
-            scale, norm = _scaled_norm(x, o, k, eps)
-            denom = norm + eps / scale
-            along = (x[o, 0, k] / scale) * g[o, 0, k]
-            for a in range(1, length):
-                along += (x[o, a, k] / scale) * g[o, a, k]
-            for a in range(length):
-                radial = eps - eps  # the radial term's limit is 0 for a zero vector
-                if norm > 0:
-                    radial = ((x[o, a, k] / scale) / denom) * (along / norm / denom)
-                out[o, a, k] = (g[o, a, k] / denom - radial) / scale
+            scalar.normalize_vector_vjp(x, g, o, k, eps, out)
 
 
 def _three_axes(x, axis):
@@ -46,33 +30,33 @@ def _three_axes(x, axis):
 
 def normalize(x, axis):
     out = np.empty(x.shape, dtype=x.dtype)
-    _normalize_kernel(_three_axes(x, axis), _consts(x.dtype)[2], _three_axes(out, axis))
+    _normalize_kernel(_three_axes(x, axis), _consts.of_dtype(x.dtype)[2], _three_axes(out, axis))
     return out
 
 
 def normalize_vjp(x, grad_out, axis):
     out = np.empty(x.shape, dtype=x.dtype)
     _normalize_vjp_kernel(_three_axes(x, axis), _three_axes(grad_out, axis),
-                          _consts(x.dtype)[2], _three_axes(out, axis))
+                          _consts.of_dtype(x.dtype)[2], _three_axes(out, axis))
     return out
 
 
-@_pjit
+@parallel_jit
 def _stripe_kernel(e, half, out):
     for k in prange(e.size):
-        out[k] = math.tanh(e[k] * half)
+        out[k] = scalar_libm.stripe(e[k], half)
 
 
-@_pjit
+@parallel_jit
 def _stripe_vjp_kernel(e, g, half, out):
     for k in prange(e.size):
-        t = math.tanh(e[k] * half)
-        out[k] = g[k] * ((half + half - t * t) * half)  # (1 - t^2) / 2, in the data's dtype
+        out[k] = g[k] * scalar.stripe_slope(scalar_libm.stripe(e[k], half), half)
 
 
 def stripe_dist(euclid):
     out = np.empty(euclid.shape, dtype=euclid.dtype)
-    _stripe_kernel(np.ascontiguousarray(euclid).reshape(-1), _consts(euclid.dtype)[0], out.reshape(-1))
+    _stripe_kernel(np.ascontiguousarray(euclid).reshape(-1), _consts.of_dtype(euclid.dtype)[0],
+                   out.reshape(-1))
     return out
 
 
@@ -80,21 +64,21 @@ def stripe_dist_vjp(euclid, grad_out):
     out = np.empty(euclid.shape, dtype=euclid.dtype)
     _stripe_vjp_kernel(np.ascontiguousarray(euclid).reshape(-1),
                        np.ascontiguousarray(grad_out).reshape(-1),
-                       _consts(euclid.dtype)[0], out.reshape(-1))
+                       _consts.of_dtype(euclid.dtype)[0], out.reshape(-1))
     return out
 
 
-@_pjit
+@parallel_jit
 def _euclid_kernel(x, y, clamp, out):
     batch, m, _ = x.shape
     n = y.shape[1]
     for r in prange(batch * m):
         k, i = r // m, r % m
         for j in range(n):
-            out[k, i, j] = math.sqrt(_clamped(_sq_dist(x[k, i], y[k, j]), clamp))
+            out[k, i, j] = scalar.euclid(scalar.sq_dist(x, k, i, y, k, j), clamp)
 
 
-@_pjit
+@parallel_jit
 def _euclid_coef_kernel(x, y, grad_out, clamp, coef):
     """``d dist / d sq * 2 * grad``, i.e. ``grad / dist`` where the clamp is inactive, else 0."""
     batch, m, _ = x.shape
@@ -102,11 +86,11 @@ def _euclid_coef_kernel(x, y, grad_out, clamp, coef):
     for r in prange(batch * m):
         k, i = r // m, r % m
         for j in range(n):
-            sq = _sq_dist(x[k, i], y[k, j])
-            coef[k, i, j] = grad_out[k, i, j] / math.sqrt(sq) if sq >= clamp else clamp - clamp
+            coef[k, i, j] = scalar.euclid_coef(scalar.sq_dist(x, k, i, y, k, j), grad_out[k, i, j],
+                                               clamp)
 
 
-@_pjit
+@parallel_jit
 def _pull_rows_kernel(x, y, coef, grad_x, grad_y):
     """``grad_x[k,i] = sum_j coef[k,i,j] (x[k,i] - y[k,j])`` and its mirror for ``grad_y``."""
     batch, m, dim = x.shape
@@ -125,23 +109,24 @@ def _pull_rows_kernel(x, y, coef, grad_x, grad_y):
                 grad_y[k, j, f] -= c * (x[k, i, f] - y[k, j, f])
 
 
+def _pull_rows(x, y, coef):
+    grad_x, grad_y = np.zeros_like(x), np.zeros_like(y)
+    _pull_rows_kernel(x, y, coef, grad_x, grad_y)
+    return grad_x, grad_y
+
+
 def batch_euclidean_dist(x, y):
     out = np.empty((x.shape[0], x.shape[1], y.shape[1]), dtype=x.dtype)
-    _euclid_kernel(np.ascontiguousarray(x), np.ascontiguousarray(y), _consts(x.dtype)[1], out)
+    _euclid_kernel(np.ascontiguousarray(x), np.ascontiguousarray(y), _consts.of_dtype(x.dtype)[1],
+                   out)
     return out
 
 
 def batch_euclidean_dist_vjp(x, y, grad_out):
     x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
     coef = np.empty(grad_out.shape, dtype=x.dtype)
-    _euclid_coef_kernel(x, y, np.ascontiguousarray(grad_out), _consts(x.dtype)[1], coef)
+    _euclid_coef_kernel(x, y, np.ascontiguousarray(grad_out), _consts.of_dtype(x.dtype)[1], coef)
     return _pull_rows(x, y, coef)
-
-
-def _pull_rows(x, y, coef):
-    grad_x, grad_y = np.zeros_like(x), np.zeros_like(y)
-    _pull_rows_kernel(x, y, coef, grad_x, grad_y)
-    return grad_x, grad_y
 
 
 def euclidean_dist(x, y):

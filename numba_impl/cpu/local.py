@@ -6,26 +6,27 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import prange
 
-from .. import _consts as _sizes
+from .. import _consts
 from .._consts import PAIR_BLOCK
-from .expansion import _expansion_is_safe, _squared_norms
-from .jit import _consts, _pjit, _sq_dist, _stripe, _stripe_coef, dp_backward, dp_forward
+from .expansion import expansion_is_safe, squared_norms
+from .jit import dp, parallel_jit, scalar, scalar_libm
 
 
-@_pjit
-def _local_tile_kernel(dots, xx, yy, x_rows, y_rows, safe, m, n, half, clamp, out):
+@parallel_jit
+def _tile_kernel(dots, xx, yy, x, y, safe, half, clamp, out):
     """Formula 1 then 2 for one tile of query x gallery pairs, from their stripe dot products.
 
-    ``dots[q*m + i, j*G + g] = <x[q, i], y[g, j]>`` for the tile's ``Q`` queries and ``G``
-    gallery images; ``xx`` and ``yy`` are the squared norms in the same order, and
-    ``x_rows``, ``y_rows`` the stripes themselves. Squared distances come from
-    ``|x|^2 + |y|^2 - 2 x.y`` (cancellation error of order ``eps * (|x|^2 + |y|^2)``, the
-    price of using BLAS); unless ``safe`` (``_expansion_is_safe``), the entries where that
-    is inf or NaN come from explicit differences instead, as in the oracle. The work items are (query, block
-    of ``PAIR_BLOCK`` gallery images), so that every thread has work even for one query;
-    each item's formula-1 loop and dynamic programme run over the block's pairs (vectorised).
+    ``dots[q*m + i, j*G + g] = <x[q, i], y[j, g]>`` for the tile's queries ``x [Q, m, d]``
+    and gallery stripes ``y [n, G, d]`` (grouped by stripe); ``xx`` and ``yy`` are the
+    squared norms in the order of ``dots``' rows and columns. Squared distances come from
+    the norm expansion (``expansion``); unless ``safe`` (``expansion_is_safe``), the
+    entries where that is inf or NaN come from explicit differences instead, as in the
+    oracle. The work items are (query, block of ``PAIR_BLOCK`` gallery images), so that
+    every thread has work even for one query; each item's formula-1 loop and dynamic
+    programme run over the block's pairs (vectorised).
     """
     queries, gallery = out.shape
+    m, n = x.shape[1], y.shape[0]
     blocks = (gallery + PAIR_BLOCK - 1) // PAIR_BLOCK
     for item in prange(queries * blocks):
         q = item // blocks
@@ -42,13 +43,14 @@ def _local_tile_kernel(dots, xx, yy, x_rows, y_rows, safe, m, n, half, clamp, ou
                 # 1-D views: LLVM vectorises this loop, not its 2-D-indexed form
                 dot, norm, cell = dots[row, col:col + count], yy[col:col + count], stripes[i, j]
                 for c in range(count):
-                    cell[c] = _stripe(xx[row] + norm[c] - (dot[c] + dot[c]), half, clamp)
+                    cell[c] = scalar.stripe_of_sq(xx[row] + norm[c] - (dot[c] + dot[c]), half,
+                                                  clamp)
                 if not safe:
                     for c in range(count):
                         if not math.isfinite(xx[row] + norm[c] - (dot[c] + dot[c])):
-                            cell[c] = _stripe(_sq_dist(x_rows[row], y_rows[col + c]), half,
-                                              clamp)
-        dp_forward(stripes, m, n, 0, count, table)
+                            cell[c] = scalar.stripe_of_sq(
+                                scalar.sq_dist(x, q, i, y, j, g0 + c), half, clamp)
+        dp.dp_forward(stripes, m, n, 0, count, table)
         for c in range(count):
             out[q, g0 + c] = table[(m - 1) % 2, n - 1, c]
 
@@ -62,8 +64,8 @@ def _tile_sizes(x, y, chunk_size=None):
     within the error model of the norm expansion.
     """
     per_pair = x.shape[1] * y.shape[1] * x.dtype.itemsize
-    queries = min(x.shape[0], chunk_size or _sizes.TILE_QUERIES)
-    gallery = max(1, min(y.shape[0], _sizes.TILE_BYTES // (queries * per_pair)))
+    queries = min(x.shape[0], chunk_size or _consts.TILE_QUERIES)
+    gallery = max(1, min(y.shape[0], _consts.TILE_BYTES // (queries * per_pair)))
     return queries, gallery
 
 
@@ -82,7 +84,7 @@ class _Progress:
 
 
 def local_dist(x, y, chunk_size=None, progress=False):
-    """Tiles of ``queries x gallery`` images: one BLAS product, then ``_local_tile_kernel``.
+    """Tiles of ``queries x gallery`` images: one BLAS product, then ``_tile_kernel``.
 
     Pipelined: while a worker thread runs the kernel on one tile (``nogil``), the caller
     computes the next tile's dot products into the other of two buffers. Run one after
@@ -93,9 +95,9 @@ def local_dist(x, y, chunk_size=None, progress=False):
     queries, gallery = _tile_sizes(x, y, chunk_size)
     big_m, m, dim = x.shape
     big_n, n, _ = y.shape
-    half, clamp, _ = _consts(x.dtype)
+    half, clamp, _ = _consts.of_dtype(x.dtype)
     x_rows = np.ascontiguousarray(x).reshape(-1, dim)
-    xx = _squared_norms(x_rows)
+    xx = squared_norms(x_rows)
     buffers = [np.empty(queries * m * gallery * n, dtype=x.dtype) for _ in range(2)]
     out = np.empty((big_m, big_n), dtype=x.dtype)
     shown = _Progress(big_m * big_n, progress)
@@ -106,7 +108,7 @@ def local_dist(x, y, chunk_size=None, progress=False):
             # gallery stripes ordered (j, g) so that one query stripe meets one gallery
             # stripe of consecutive images in consecutive columns of the dot-product tile
             y_tile = np.ascontiguousarray(y[g0:g1].transpose(1, 0, 2)).reshape(-1, dim)
-            yy = _squared_norms(y_tile)
+            yy = squared_norms(y_tile)
             for q0 in range(0, big_m, queries):
                 q1 = min(big_m, q0 + queries)
                 rows = (q1 - q0) * m
@@ -118,8 +120,10 @@ def local_dist(x, y, chunk_size=None, progress=False):
                 if pending is not None:
                     pending.result()
                     shown.update(done)
-                pending = worker.submit(_local_tile_kernel, dots, xx_tile, yy, x_tile, y_tile,
-                                        _expansion_is_safe(xx_tile, yy), m, n, half, clamp,
+                pending = worker.submit(_tile_kernel, dots, xx_tile, yy,
+                                        x_tile.reshape(q1 - q0, m, dim),
+                                        y_tile.reshape(n, g1 - g0, dim),
+                                        expansion_is_safe(xx_tile, yy), half, clamp,
                                         out[q0:q1, g0:g1])
                 done += (q1 - q0) * (g1 - g0)
         pending.result()
@@ -127,9 +131,10 @@ def local_dist(x, y, chunk_size=None, progress=False):
     return out
 
 
-@_pjit
+@parallel_jit
 def _cross_coef_kernel(x, y, grad_out, half, clamp, coef):
-    """``coef[q, g, i, j]``: the chain-rule weight of pair ``(q, g)`` at stripes ``(i, j)``."""
+    """``coef[q, g, i, j]``: the chain-rule weight of pair ``(q, g)`` at stripes ``(i, j)``
+    (``_scalar.path_coef``) from the flow of formula 2; zero off the path."""
     queries, m, _ = x.shape
     gallery, n, _ = y.shape
     for q in prange(queries):
@@ -137,19 +142,24 @@ def _cross_coef_kernel(x, y, grad_out, half, clamp, coef):
         for i in range(m):
             for j in range(n):
                 for g in range(gallery):
-                    stripes[i, j, g] = _stripe(_sq_dist(x[q, i], y[g, j]), half, clamp)
+                    stripes[i, j, g] = scalar.stripe_of_sq(scalar.sq_dist(x, q, i, y, g, j),
+                                                                 half, clamp)
         table = np.empty((m, n, gallery), dtype=x.dtype)
         flow = np.zeros((m, n, gallery), dtype=x.dtype)
-        dp_forward(stripes, m, n, 0, gallery, table)
-        dp_backward(table, grad_out[q], half, m, n, 0, gallery, flow)
+        dp.dp_forward(stripes, m, n, 0, gallery, table)
+        dp.dp_backward(table, grad_out[q], half, m, n, 0, gallery, flow)
         for g in range(gallery):
             for i in range(m):
                 for j in range(n):
-                    coef[q, g, i, j] = _stripe_coef(_sq_dist(x[q, i], y[g, j]), flow[i, j, g],
-                                                    half, clamp)
+                    w = flow[i, j, g]
+                    coef[q, g, i, j] = clamp - clamp
+                    if w != 0:
+                        sq = scalar.sq_dist(x, q, i, y, g, j)
+                        coef[q, g, i, j] = scalar.path_coef(
+                            sq, scalar_libm.stripe_of_sq(sq, half, clamp), w, half, clamp)
 
 
-@_pjit
+@parallel_jit
 def _cross_pull_kernel(x, y, coef, grad_x, grad_y):
     queries, m, dim = x.shape
     gallery, n, _ = y.shape
@@ -174,10 +184,10 @@ def _cross_pull_kernel(x, y, coef, grad_x, grad_y):
 def local_dist_vjp(x, y, grad_out):
     x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
     grad_out = np.ascontiguousarray(grad_out)
-    half, clamp, _ = _consts(x.dtype)
+    half, clamp, _ = _consts.of_dtype(x.dtype)
     grad_x, grad_y = np.zeros_like(x), np.zeros_like(y)
     per_query = y.shape[0] * x.shape[1] * y.shape[1] * x.dtype.itemsize
-    queries = max(1, min(x.shape[0], _sizes.TILE_BYTES // per_query))
+    queries = max(1, min(x.shape[0], _consts.TILE_BYTES // per_query))
     for q0 in range(0, x.shape[0], queries):
         q1 = min(x.shape[0], q0 + queries)
         coef = np.empty((q1 - q0, y.shape[0], x.shape[1], y.shape[1]), dtype=x.dtype)

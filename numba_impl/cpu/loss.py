@@ -1,32 +1,22 @@
 """The triplet loss's per-anchor terms and the mined loss's gradient on the CPU."""
-import math
-
 import numpy as np
 from numba import prange
 
-from .jit import _pjit, _softplus
+from .jit import parallel_jit, scalar
 
 
-@_pjit
-def _triplet_kernel(dist_ap, dist_an, margin, soft, losses, slopes):
+@parallel_jit
+def _triplet_kernel(dist_ap, dist_an, margin, one, soft, losses, slopes):
     for k in prange(dist_ap.shape[0]):
-        z = dist_ap[k] - dist_an[k]
-        if soft:
-            losses[k] = _softplus(z)
-            slopes[k] = math.exp(-_softplus(-z))  # the logistic function, finite for any z
-        else:
-            v = z + margin
-            zero = margin - margin
-            losses[k] = zero if v <= 0 else v  # NaN stays NaN, as np.maximum
-            slopes[k] = (zero + 1) if v > 0 else zero
+        losses[k], slopes[k] = scalar.triplet_terms(dist_ap[k], dist_an[k], margin, one, soft)
 
 
 def triplet_terms(dist_ap, dist_an, margin):
     """Per-anchor losses and slopes ``d loss_k / d ap_k``; ``margin=None`` is the soft margin."""
     dtype = dist_ap.dtype.type
     losses, slopes = np.empty_like(dist_ap), np.empty_like(dist_ap)
-    _triplet_kernel(dist_ap, dist_an, dtype(0 if margin is None else margin), margin is None,
-                    losses, slopes)
+    _triplet_kernel(dist_ap, dist_an, dtype(0 if margin is None else margin), dtype(1),
+                    margin is None, losses, slopes)
     return losses, slopes
 
 

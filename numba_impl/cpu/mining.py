@@ -2,17 +2,13 @@
 import numpy as np
 from numba import prange
 
-from .jit import _mine_anchor, _pjit
+from .jit import parallel_jit, scalar
 
 
-@_pjit
+@parallel_jit
 def _mine_kernel(dist, labels, dist_ap, dist_an, p_inds, n_inds):
     for a in prange(dist.shape[0]):
-        best_p, best_n = _mine_anchor(dist, labels, a)
-        p_inds[a] = best_p
-        n_inds[a] = best_n
-        dist_ap[a] = dist[a, best_p]
-        dist_an[a] = dist[a, max(best_n, 0)]
+        scalar.mine(dist, labels, a, dist_ap, dist_an, p_inds, n_inds)
 
 
 def hard_example_mining(dist_mat, labels):

@@ -3,10 +3,10 @@ import numpy as np
 from numba import cuda
 
 from .context import empty
-from .launch import _flat, _int64, _kernel, _launch
+from .launch import flat, int64, kernel, launch
 
 
-@_kernel("F1", "f")
+@kernel("F1", "f")
 def _fill_kernel(out, value):
     k = cuda.grid(1)
     if k < out.size:
@@ -15,11 +15,11 @@ def _fill_kernel(out, value):
 
 def zeros(shape, dtype):
     out = empty(shape, dtype)
-    _launch(_fill_kernel, out.size, _flat(out), np.dtype(dtype).type(0))
+    launch(_fill_kernel, out.size, flat(out), np.dtype(dtype).type(0))
     return out
 
 
-@_kernel("F1", "F1", "F1")
+@kernel("F1", "F1", "F1")
 def _add_kernel(a, b, out):
     k = cuda.grid(1)
     if k < out.size:
@@ -28,11 +28,11 @@ def _add_kernel(a, b, out):
 
 def add(a, b):
     out = empty(a.shape, a.dtype)
-    _launch(_add_kernel, a.size, _flat(a), _flat(b), _flat(out))
+    launch(_add_kernel, a.size, flat(a), flat(b), flat(out))
     return out
 
 
-@_kernel("F2", "I1", "F2")
+@kernel("F2", "I1", "F2")
 def _take_rows_kernel(x, inds, out):
     k = cuda.grid(1)
     if k < out.size:
@@ -44,11 +44,11 @@ def take_rows(x, inds):
     """``x[inds]`` along the first axis."""
     x2 = x.reshape(x.shape[0], x.size // x.shape[0])
     out = empty((inds.size, x2.shape[1]), x.dtype)
-    _launch(_take_rows_kernel, out.size, x2, _int64(inds), out)
+    launch(_take_rows_kernel, out.size, x2, int64(inds), out)
     return out.reshape((inds.size,) + tuple(x.shape[1:]))
 
 
-@_kernel("F2", "I1", "F2")
+@kernel("F2", "I1", "F2")
 def _add_rows_at_kernel(target, inds, rows):
     k = cuda.grid(1)
     if k < target.size:  # one thread per element of target: repeated indices need no atomics
@@ -63,11 +63,11 @@ def _add_rows_at_kernel(target, inds, rows):
 def add_rows_at(target, inds, rows):
     """``np.add.at(target, inds, rows)`` in place."""
     width = target.size // target.shape[0]
-    _launch(_add_rows_at_kernel, target.size, target.reshape(target.shape[0], width),
-            _int64(inds), rows.reshape(rows.shape[0], width))
+    launch(_add_rows_at_kernel, target.size, target.reshape(target.shape[0], width),
+           int64(inds), rows.reshape(rows.shape[0], width))
 
 
-@_kernel("F1", "f", "F1")
+@kernel("F1", "f", "F1")
 def _mean_kernel(values, count, out):
     if cuda.grid(1) == 0:  # a short sequential sum: N is a batch size
         total = values[0]
@@ -76,7 +76,7 @@ def _mean_kernel(values, count, out):
         out[0] = total / count  # count in the data's dtype: no float64 division
 
 
-@_kernel("F1", "f", "F1")
+@kernel("F1", "f", "F1")
 def _scale_kernel(values, factor, out):
     k = cuda.grid(1)
     if k < values.size:
@@ -85,14 +85,14 @@ def _scale_kernel(values, factor, out):
 
 def mean(values):
     out = empty((1,), values.dtype)
-    _launch(_mean_kernel, 1, values, np.dtype(values.dtype).type(values.size), out)
+    launch(_mean_kernel, 1, values, np.dtype(values.dtype).type(values.size), out)
     return out.reshape(())
 
 
 def scale(values, factor):
     """``values * factor`` with ``factor`` a host scalar."""
     out = empty(values.shape, values.dtype)
-    _launch(_scale_kernel, values.size, values, np.dtype(values.dtype).type(factor), out)
+    launch(_scale_kernel, values.size, values, np.dtype(values.dtype).type(factor), out)
     return out
 
 

@@ -1,41 +1,28 @@
 """Normalisation, formula 1 and Euclidean distances (explicit differences) on the GPU."""
-import math
-
 import numpy as np
 from numba import cuda
 
-from .context import empty
+from .. import _consts
 from .arrays import zeros
-from .launch import _clamped, _consts, _flat, _kernel, _launch, _scaled_norm, _unravel
-from .pull import _pull, _sq_dist
+from .context import empty
+from .launch import flat, kernel, launch, scalar, unravel
+from .pull import pull_rows
 
 
-@_kernel("F3", "f", "F3")
+@kernel("F3", "f", "F3")
 def _normalize_kernel(x, eps, out):
     k = cuda.grid(1)
     if k < x.shape[0] * x.shape[2]:
         o, c = k // x.shape[2], k % x.shape[2]
-        scale, norm = _scaled_norm(x, o, c, eps)  # no overflow, as cpu.py
-        denom = norm + eps / scale
-        for a in range(x.shape[1]):
-            out[o, a, c] = (x[o, a, c] / scale) / denom
+        scalar.normalize_vector(x, o, c, eps, out)
 
 
-@_kernel("F3", "F3", "f", "F3")
+@kernel("F3", "F3", "f", "F3")
 def _normalize_vjp_kernel(x, g, eps, out):
     k = cuda.grid(1)
     if k < x.shape[0] * x.shape[2]:
         o, c = k // x.shape[2], k % x.shape[2]
-        scale, norm = _scaled_norm(x, o, c, eps)
-        denom = norm + eps / scale
-        along = (x[o, 0, c] / scale) * g[o, 0, c]
-        for a in range(1, x.shape[1]):
-            along += (x[o, a, c] / scale) * g[o, a, c]
-        for a in range(x.shape[1]):
-            radial = eps - eps  # the radial term's limit is 0 for a zero vector
-            if norm > 0:
-                radial = ((x[o, a, c] / scale) / denom) * (along / norm / denom)
-            out[o, a, c] = (g[o, a, c] / denom - radial) / scale
+        scalar.normalize_vector_vjp(x, g, o, c, eps, out)
 
 
 def _three_axes(x, axis):
@@ -46,81 +33,78 @@ def _three_axes(x, axis):
 def normalize(x, axis):
     out = empty(x.shape, x.dtype)
     x3 = _three_axes(x, axis)
-    _launch(_normalize_kernel, x3.shape[0] * x3.shape[2], x3, _consts(x.dtype)[2],
-            _three_axes(out, axis))
+    launch(_normalize_kernel, x3.shape[0] * x3.shape[2], x3, _consts.of_dtype(x.dtype)[2],
+           _three_axes(out, axis))
     return out
 
 
 def normalize_vjp(x, grad_out, axis):
     out = empty(x.shape, x.dtype)
     x3 = _three_axes(x, axis)
-    _launch(_normalize_vjp_kernel, x3.shape[0] * x3.shape[2], x3, _three_axes(grad_out, axis),
-            _consts(x.dtype)[2], _three_axes(out, axis))
+    launch(_normalize_vjp_kernel, x3.shape[0] * x3.shape[2], x3, _three_axes(grad_out, axis),
+           _consts.of_dtype(x.dtype)[2], _three_axes(out, axis))
     return out
 
 
-@_kernel("F1", "f", "F1")
+@kernel("F1", "f", "F1")
 def _stripe_kernel(e, half, out):
     k = cuda.grid(1)
     if k < e.size:
-        out[k] = math.tanh(e[k] * half)
+        out[k] = scalar.stripe(e[k], half)
 
 
-@_kernel("F1", "F1", "f", "F1")
+@kernel("F1", "F1", "f", "F1")
 def _stripe_vjp_kernel(e, g, half, out):
     k = cuda.grid(1)
     if k < e.size:
-        t = math.tanh(e[k] * half)
-        out[k] = g[k] * ((half + half - t * t) * half)
+        out[k] = g[k] * scalar.stripe_slope(scalar.stripe(e[k], half), half)
 
 
 def stripe_dist(euclid):
     out = empty(euclid.shape, euclid.dtype)
-    _launch(_stripe_kernel, euclid.size, _flat(euclid), _consts(euclid.dtype)[0], _flat(out))
+    launch(_stripe_kernel, euclid.size, flat(euclid), _consts.of_dtype(euclid.dtype)[0], flat(out))
     return out
 
 
 def stripe_dist_vjp(euclid, grad_out):
     out = empty(euclid.shape, euclid.dtype)
-    _launch(_stripe_vjp_kernel, euclid.size, _flat(euclid), _flat(grad_out),
-            _consts(euclid.dtype)[0], _flat(out))
+    launch(_stripe_vjp_kernel, euclid.size, flat(euclid), flat(grad_out),
+           _consts.of_dtype(euclid.dtype)[0], flat(out))
     return out
 
 
-@_kernel("F3", "F3", "f", "F3")
+@kernel("F3", "F3", "f", "F3")
 def _euclid_kernel(x, y, clamp, out):
     k = cuda.grid(1)
     if k < out.size:
-        b, i, j = _unravel(k, out.shape[1], out.shape[2])
-        out[b, i, j] = math.sqrt(_clamped(_sq_dist(x, b, i, y, b, j), clamp))
+        b, i, j = unravel(k, out.shape[1], out.shape[2])
+        out[b, i, j] = scalar.euclid(scalar.sq_dist(x, b, i, y, b, j), clamp)
 
 
-@_kernel("F3", "F3", "F3", "f", "F4")
+@kernel("F3", "F3", "F3", "f", "F4")
 def _euclid_coef_kernel(x, y, grad_out, clamp, coef):
     """``coef[0, i, j, b]``: ``grad / dist`` where the clamp is inactive, else 0."""
     k = cuda.grid(1)
     if k < grad_out.size:
-        b, i, j = _unravel(k, grad_out.shape[1], grad_out.shape[2])
+        b, i, j = unravel(k, grad_out.shape[1], grad_out.shape[2])
         c = clamp - clamp
         g = grad_out[b, i, j]
         if g != 0:
-            sq = _sq_dist(x, b, i, y, b, j)
-            if sq >= clamp:
-                c = g / math.sqrt(sq)
+            c = scalar.euclid_coef(scalar.sq_dist(x, b, i, y, b, j), g, clamp)
         coef[0, i, j, b] = c
 
 
 def batch_euclidean_dist(x, y):
     out = empty((x.shape[0], x.shape[1], y.shape[1]), x.dtype)
-    _launch(_euclid_kernel, out.size, x, y, _consts(x.dtype)[1], out)
+    launch(_euclid_kernel, out.size, x, y, _consts.of_dtype(x.dtype)[1], out)
     return out
 
 
 def batch_euclidean_dist_vjp(x, y, grad_out):
     coef = empty((1, x.shape[1], y.shape[1], x.shape[0]), x.dtype)
-    _launch(_euclid_coef_kernel, grad_out.size, x, y, grad_out, _consts(x.dtype)[1], coef)
+    launch(_euclid_coef_kernel, grad_out.size, x, y, grad_out, _consts.of_dtype(x.dtype)[1], coef)
     grad_x, grad_y = zeros(x.shape, x.dtype), zeros(y.shape, y.dtype)
-    _pull(x, y, coef, 0, 0, True, grad_x, grad_y)
+    pull_rows(x, y, coef, 0, 0, True, grad_x, grad_y)
     return grad_x, grad_y
 
 

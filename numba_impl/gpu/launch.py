@@ -3,20 +3,21 @@ bodies written once for both targets (``_dp``, ``_scalar``) compiled as device f
 and the launch on this thread's stream (``context``).
 
 Every kernel is declared with the types of its arguments (``kernel``), so that
-``numba_impl.gpu.compile`` compiles exactly these for the hardware checks. Constants of
-the data's dtype come in as arguments, so float32 kernels never widen to float64.
+``python -m numba_impl.gpu.compile`` compiles exactly these for the hardware checks.
+Constants of the data's dtype come in as arguments (``_consts.of_dtype``), so float32
+kernels never widen to float64.
 """
 import numpy as np
 from numba import cuda, types
 
 from .. import _dp, _scalar
-from .._consts import NORM_EPS, SQ_DIST_CLAMP
+from .._compile import for_target
 from . import context as _gpu_context
 from .context import empty, to_device, to_host
 
 #: Threads per block of every launch (at most 1024 on current hardware).
 THREADS_PER_BLOCK = 128
-#: Every kernel by name: ``(dispatcher, argument codes)``; see ``_kernel``.
+#: Every kernel by name: ``(dispatcher, argument codes)``; see ``kernel``.
 KERNELS = {}
 #: The kernels that run formula 2 (checked for fused multiply-adds: they must round as the oracle).
 FORMULA_2 = ("shortest", "shortest_table", "shortest_vjp")
@@ -24,15 +25,13 @@ FORMULA_2 = ("shortest", "shortest_table", "shortest_vjp")
 #: declared types, so that the compile-time check compiles what actually runs.
 CHECK_ARGUMENTS = False
 
-_device = cuda.jit(device=True)
-dp_forward = _device(_dp.dp_forward)
-dp_backward = _device(_dp.dp_backward)
-_clamped = _device(_scalar.clamped)
-_stripe = _device(_scalar.stripe)
-_stripe_coef = _device(_scalar.stripe_coef)
-_softplus = _device(_scalar.softplus)
-_mine_anchor = _device(_scalar.mine_anchor)
-_scaled_norm = _device(_scalar.scaled_norm)
+#: A device function (called from kernels).
+device = cuda.jit(device=True)
+#: Formula 2 compiled for the GPU.
+dp = for_target(_dp, device)
+#: The per-element bodies compiled for the GPU (formula 1 with ``math.tanh``).
+scalar = for_target(_scalar, device)
+
 
 def argument_types(codes, dtype):
     """Numba types of arguments written as codes: ``F3`` a C-contiguous 3-D array of the
@@ -53,7 +52,7 @@ def argument_types(codes, dtype):
     return tuple(out)
 
 
-def _kernel(*codes):
+def kernel(*codes):
     """``cuda.jit`` a kernel and declare the types of its arguments (see ``argument_types``)."""
     def wrap(pyfunc):
         kernel = cuda.jit(cache=True)(pyfunc)
@@ -73,29 +72,24 @@ def _check_arguments(kernel, args):
                         f"{argument_types(codes, data)}")
 
 
-def _launch(kernel, size, *args):
+def launch(kernel, size, *args):
+    """Run ``kernel`` on ``size`` threads (rounded up to whole blocks) on this thread's stream."""
     if CHECK_ARGUMENTS:
         _check_arguments(kernel, args)
     blocks = max(1, (size + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
     kernel[blocks, THREADS_PER_BLOCK, _gpu_context.current().stream](*args)
 
 
-def _consts(dtype):
-    t = np.dtype(dtype).type
-    return t(0.5), t(SQ_DIST_CLAMP), t(NORM_EPS)
-
-
-def _flat(a):
+def flat(a):
     return a.reshape(a.size) if a.ndim != 1 else a
 
 
-def _int64(inds):
+def int64(inds):
     """Indices or labels as int64 (the one integer type the kernels are built for)."""
     return inds if inds.dtype == np.int64 else to_device(to_host(inds).astype(np.int64))
 
 
-
-@_device
-def _unravel(k, rows, cols):
+@device
+def unravel(k, rows, cols):
     """``(a, r, c)`` with ``k = (a * rows + r) * cols + c``: a thread's element of an array."""
     return k // (rows * cols), (k // cols) % rows, k % cols

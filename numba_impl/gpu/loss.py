@@ -1,38 +1,28 @@
 """The triplet loss's per-anchor terms and the mined loss's gradient on the GPU."""
-import math
-
 import numpy as np
 from numba import cuda
 
-from .context import empty
 from .arrays import zeros
-from .launch import _int64, _kernel, _launch, _softplus
+from .context import empty
+from .launch import int64, kernel, launch, scalar
 
 
-@_kernel("F1", "F1", "f", "f", "b", "F1", "F1")
+@kernel("F1", "F1", "f", "f", "b", "F1", "F1")
 def _triplet_kernel(dist_ap, dist_an, margin, one, soft, losses, slopes):
     k = cuda.grid(1)
     if k < dist_ap.size:
-        z = dist_ap[k] - dist_an[k]
-        zero = one - one
-        if soft:
-            losses[k] = _softplus(z)
-            slopes[k] = math.exp(-_softplus(-z))
-        else:
-            v = z + margin
-            losses[k] = zero if v <= zero else v
-            slopes[k] = one if v > zero else zero
+        losses[k], slopes[k] = scalar.triplet_terms(dist_ap[k], dist_an[k], margin, one, soft)
 
 
 def triplet_terms(dist_ap, dist_an, margin):
     dtype = np.dtype(dist_ap.dtype).type
     losses, slopes = empty(dist_ap.shape, dist_ap.dtype), empty(dist_ap.shape, dist_ap.dtype)
-    _launch(_triplet_kernel, dist_ap.size, dist_ap, dist_an, dtype(0 if margin is None else margin),
-            dtype(1), margin is None, losses, slopes)
+    launch(_triplet_kernel, dist_ap.size, dist_ap, dist_an, dtype(0 if margin is None else margin),
+           dtype(1), margin is None, losses, slopes)
     return losses, slopes
 
 
-@_kernel("F2", "I1", "I1", "F1", "F1")
+@kernel("F2", "I1", "I1", "F1", "F1")
 def _mined_grad_kernel(grad, p_inds, n_inds, grad_ap, grad_an):
     a = cuda.grid(1)
     if a < grad.shape[0]:  # one thread per anchor row: no races
@@ -42,6 +32,6 @@ def _mined_grad_kernel(grad, p_inds, n_inds, grad_ap, grad_an):
 
 def mined_grad(shape, dtype, p_inds, n_inds, grad_ap, grad_an):
     grad = zeros(shape, dtype)
-    _launch(_mined_grad_kernel, shape[0], grad, _int64(p_inds), _int64(n_inds), grad_ap,
-            grad_an)
+    launch(_mined_grad_kernel, shape[0], grad, int64(p_inds), int64(n_inds), grad_ap,
+           grad_an)
     return grad

@@ -2,22 +2,10 @@
 sums over the cells that touch it, in a fixed order (no atomics: the same bits run to run)."""
 from numba import cuda
 
-from .launch import _device, _kernel, _launch, _unravel
+from .launch import kernel, launch, unravel
 
 
-# --------------------------------------------------------- gathering gradients of rows
-@_device
-def _sq_dist(x, r, i, y, s, j):
-    """``|x[r, i] - y[s, j]|^2`` from explicit differences (no cancellation, as the oracle)."""
-    diff = x[r, i, 0] - y[s, j, 0]
-    total = diff * diff
-    for f in range(1, x.shape[2]):
-        diff = x[r, i, f] - y[s, j, f]
-        total += diff * diff
-    return total
-
-
-@_kernel("F3", "F3", "F4", "i", "i", "b", "F3")
+@kernel("F3", "F3", "F4", "i", "i", "b", "F3")
 def _pull_x_kernel(x, y, coef, q0, g0, paired, grad_x):
     """``grad_x[r, i] += sum of coef * (x[r, i] - y[s, j])`` over the cells that touch row ``r``.
 
@@ -29,7 +17,7 @@ def _pull_x_kernel(x, y, coef, q0, g0, paired, grad_x):
     m, n, dim = x.shape[1], y.shape[1], x.shape[2]
     k = cuda.grid(1)
     if k < rows * m * dim:
-        r, i, f = _unravel(k, m, dim)
+        r, i, f = unravel(k, m, dim)
         row = r if paired else q0 + r
         v = x[row, i, f]
         total = v - v
@@ -46,14 +34,14 @@ def _pull_x_kernel(x, y, coef, q0, g0, paired, grad_x):
         grad_x[row, i, f] += total
 
 
-@_kernel("F3", "F3", "F4", "i", "i", "b", "F3")
+@kernel("F3", "F3", "F4", "i", "i", "b", "F3")
 def _pull_y_kernel(x, y, coef, q0, g0, paired, grad_y):
     """``grad_y[s, j] += sum of coef * (y[s, j] - x[r, i])``: the mirror of ``_pull_x_kernel``."""
     pairs = coef.shape[3]
     m, n, dim = x.shape[1], y.shape[1], y.shape[2]
     k = cuda.grid(1)
     if k < pairs * n * dim:
-        p, j, f = _unravel(k, n, dim)
+        p, j, f = unravel(k, n, dim)
         v = y[g0 + p, j, f]
         total = v - v
         for b in range(coef.shape[0]):
@@ -65,8 +53,9 @@ def _pull_y_kernel(x, y, coef, q0, g0, paired, grad_y):
         grad_y[g0 + p, j, f] += total
 
 
-def _pull(x, y, coef, q0, g0, paired, grad_x, grad_y):
+def pull_rows(x, y, coef, q0, g0, paired, grad_x, grad_y):
+    """Add the rows' gradients of the cells' coefficients ``coef`` to ``grad_x`` and ``grad_y``."""
     rows = coef.shape[3] if paired else coef.shape[0]
-    _launch(_pull_x_kernel, rows * x.shape[1] * x.shape[2], x, y, coef, q0, g0, paired, grad_x)
-    _launch(_pull_y_kernel, coef.shape[3] * y.shape[1] * y.shape[2], x, y, coef, q0, g0,
-            paired, grad_y)
+    launch(_pull_x_kernel, rows * x.shape[1] * x.shape[2], x, y, coef, q0, g0, paired, grad_x)
+    launch(_pull_y_kernel, coef.shape[3] * y.shape[1] * y.shape[2], x, y, coef, q0, g0,
+           paired, grad_y)

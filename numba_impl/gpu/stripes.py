@@ -6,14 +6,14 @@ import math
 import numpy as np
 from numba import cuda
 
+from .. import _consts
 from . import context as _gpu_context
 from .context import empty
-from .launch import _consts, _flat, _kernel, _launch, _stripe, _stripe_coef, _unravel
-from .pull import _sq_dist
+from .launch import flat, kernel, launch, scalar, unravel
 
 
-@_kernel("F2", "F1")
-def _sq_norms_kernel(rows, out):
+@kernel("F2", "F1")
+def _squared_norms_kernel(rows, out):
     r = cuda.grid(1)
     if r < rows.shape[0]:
         total = rows[r, 0] * rows[r, 0]
@@ -22,19 +22,19 @@ def _sq_norms_kernel(rows, out):
         out[r] = total
 
 
-def _sq_norms(x):
+def squared_norms(x):
     """``|x[r, i]|^2`` for features ``[R, m, d]``: shape ``[R, m]``."""
     out = empty((x.shape[0], x.shape[1]), x.dtype)
-    _launch(_sq_norms_kernel, out.size, x.reshape(out.size, x.shape[2]), _flat(out))
+    launch(_squared_norms_kernel, out.size, x.reshape(out.size, x.shape[2]), flat(out))
     return out
 
 
-@_kernel("F3", "F3", "F3")
+@kernel("F3", "F3", "F3")
 def _products_kernel(a, b, out):
     """``out[k] = a[k] @ b[k].T``: the products when torch's cuBLAS is not at hand."""
     k = cuda.grid(1)
     if k < out.size:
-        e, r, c = _unravel(k, out.shape[1], out.shape[2])
+        e, r, c = unravel(k, out.shape[1], out.shape[2])
         total = a[e, r, 0] * b[e, c, 0]
         for f in range(1, a.shape[2]):
             total += a[e, r, f] * b[e, c, f]
@@ -58,7 +58,7 @@ def _products(a, b, out):
     if torch is None or (a.dtype == np.float32 and (
             torch.backends.cuda.matmul.allow_tf32
             or torch.get_float32_matmul_precision() != "highest")):
-        _launch(_products_kernel, out.size, a, b, out)
+        launch(_products_kernel, out.size, a, b, out)
         return
     device = torch.device("cuda", cuda.get_current_device().id)
     setting = _gpu_context.current()
@@ -73,16 +73,16 @@ def _products(a, b, out):
         torch.bmm(ta, tb.transpose(1, 2), out=tout)
 
 
-@_kernel("F3", "i", "F3")
-def _by_stripe_kernel(y, g0, out):
+@kernel("F3", "i", "F3")
+def by_stripe_kernel(y, g0, out):
     """``out[j, g, f] = y[g0 + g, j, f]``: gallery stripes grouped by stripe for the products."""
     k = cuda.grid(1)
     if k < out.size:
-        j, g, f = _unravel(k, out.shape[1], out.shape[2])
+        j, g, f = unravel(k, out.shape[1], out.shape[2])
         out[j, g, f] = y[g0 + g, j, f]
 
 
-@_kernel("F4", "F2", "F2", "F3", "F3", "i", "i", "f", "f", "b", "F4")
+@kernel("F4", "F2", "F2", "F3", "F3", "i", "i", "f", "f", "b", "F4")
 def _stripes_kernel(dots, xx, yy, x, y, q0, g0, half, clamp, paired, d):
     """Formula 1 of every cell ``d[b, i, j, p]`` from the stripe products ``dots``.
 
@@ -94,7 +94,7 @@ def _stripes_kernel(dots, xx, yy, x, y, q0, g0, half, clamp, paired, d):
     k = cuda.grid(1)
     if k < d.size:
         pairs = d.shape[3]
-        b, i, rest = _unravel(k, d.shape[1], d.shape[2] * pairs)
+        b, i, rest = unravel(k, d.shape[1], d.shape[2] * pairs)
         j, p = rest // pairs, rest % pairs
         if paired:
             dot, row = dots[p, i, j, 0], p
@@ -102,12 +102,12 @@ def _stripes_kernel(dots, xx, yy, x, y, q0, g0, half, clamp, paired, d):
             dot, row = dots[b, i, j, p], q0 + b
         sq = xx[row, i] + yy[g0 + p, j] - (dot + dot)
         if math.isinf(sq) or math.isnan(sq):
-            sq = _sq_dist(x, row, i, y, g0 + p, j)
-        d[b, i, j, p] = _stripe(sq, half, clamp)
+            sq = scalar.sq_dist(x, row, i, y, g0 + p, j)
+        d[b, i, j, p] = scalar.stripe_of_sq(sq, half, clamp)
 
 
-@_kernel("F3", "F3", "i", "i", "f", "f", "b", "F4")
-def _path_coef_kernel(x, y, q0, g0, half, clamp, paired, flow):
+@kernel("F3", "F3", "i", "i", "f", "f", "b", "F4")
+def path_coef_kernel(x, y, q0, g0, half, clamp, paired, flow):
     """Replace each cell's flow of formula 2 by its chain-rule coefficient, in place.
 
     Pairs as in ``_stripes_kernel``. Cells without flow (off the path) stay as they are,
@@ -116,36 +116,37 @@ def _path_coef_kernel(x, y, q0, g0, half, clamp, paired, flow):
     k = cuda.grid(1)
     if k < flow.size:
         pairs = flow.shape[3]
-        b, i, rest = _unravel(k, flow.shape[1], flow.shape[2] * pairs)
+        b, i, rest = unravel(k, flow.shape[1], flow.shape[2] * pairs)
         j, p = rest // pairs, rest % pairs
         w = flow[b, i, j, p]
         if w != 0:
-            sq = _sq_dist(x, p if paired else q0 + b, i, y, g0 + p, j)
-            flow[b, i, j, p] = _stripe_coef(sq, w, half, clamp)
+            sq = scalar.sq_dist(x, p if paired else q0 + b, i, y, g0 + p, j)
+            flow[b, i, j, p] = scalar.path_coef(sq, scalar.stripe_of_sq(sq, half, clamp), w, half,
+                                                clamp)
 
 
-def _pair_stripes(x, y, xx, yy):
+def pair_stripes(x, y, xx, yy):
     """Formula 1 of each aligned pair's stripes, laid out ``[1, m, n, N]``."""
     pairs, m, _ = x.shape
     n = y.shape[1]
-    half, clamp, _ = _consts(x.dtype)
+    half, clamp, _ = _consts.of_dtype(x.dtype)
     dots = empty((pairs, m, n), x.dtype)
     _products(x, y, dots)
     d = empty((1, m, n, pairs), x.dtype)
-    _launch(_stripes_kernel, d.size, dots.reshape(pairs, m, n, 1), xx, yy, x, y, 0, 0, half,
-            clamp, True, d)
+    launch(_stripes_kernel, d.size, dots.reshape(pairs, m, n, 1), xx, yy, x, y, 0, 0, half,
+           clamp, True, d)
     return d
 
 
-def _cross_stripes(x, y, by_stripe, xx, yy, q0, q1, g0):
+def cross_stripes(x, y, by_stripe, xx, yy, q0, q1, g0):
     """Formula 1 of queries ``q0:q1`` against the gallery slice of ``y`` in ``by_stripe``
     ``[n, G, d]`` (from ``g0`` on), laid out ``[Q, m, n, G]``: the products, then formula 1
     in place."""
     m, dim = x.shape[1], x.shape[2]
     n, gallery = by_stripe.shape[0], by_stripe.shape[1]
-    half, clamp, _ = _consts(x.dtype)
+    half, clamp, _ = _consts.of_dtype(x.dtype)
     d = empty((1, (q1 - q0) * m, n * gallery), x.dtype)
     _products(x[q0:q1].reshape(1, (q1 - q0) * m, dim), by_stripe.reshape(1, n * gallery, dim), d)
     d = d.reshape(q1 - q0, m, n, gallery)
-    _launch(_stripes_kernel, d.size, d, xx, yy, x, y, q0, g0, half, clamp, False, d)
+    launch(_stripes_kernel, d.size, d, xx, yy, x, y, q0, g0, half, clamp, False, d)
     return d

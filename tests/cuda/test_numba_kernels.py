@@ -27,7 +27,7 @@ import pytest
 import numba_impl
 import reference
 from numba_impl.gpu import context as _gpu_context
-from numba_impl.gpu import stripes as gpu_stripes
+from numba_impl.gpu import launch
 from reference import error_model
 
 pytestmark = pytest.mark.cudasim
@@ -185,10 +185,10 @@ def test_tolerance_covers_a_tanh_two_ulp_off(dtype, rng, monkeypatch):
     from numba_impl import _scalar
 
     def stripe_off(sq, half, clamp):
-        t = type(half)(_scalar.stripe(sq, half, clamp))  # the simulator's, within 0.5 ulp
+        t = type(half)(_scalar.stripe_of_sq(sq, half, clamp))  # the simulator's, within 0.5 ulp
         return np.nextafter(np.nextafter(t, type(half)(2)), type(half)(2))
 
-    monkeypatch.setattr(gpu_stripes, "_stripe", stripe_off)
+    monkeypatch.setattr(launch.scalar, "stripe_of_sq", stripe_off)
     _check_local_distances(dtype, rng)
 
 
