@@ -6,7 +6,8 @@ compiles), ``expansion`` (the norm expansion and its overflow fallback), ``tanh`
 ``threads`` and ``arrays``. ``cache=True`` keys on a kernel's own file only: after editing
 ``_dp.py``, ``_scalar.py`` or ``tanh.py``, delete ``numba_impl/**/__pycache__/*.nb[ic]``.
 """
-from .arrays import add, add_rows_at, mean, negate, scale, take_rows, zeros
+from .arrays import (add, add_rows_at, from_host, mean, negate, scale, take_rows, to_host,
+                     zeros)
 from .batch_local import (batch_local_backward, batch_local_dist, batch_local_dist_vjp,
                           batch_local_forward)
 from .distance import (batch_euclidean_dist, batch_euclidean_dist_vjp, euclidean_dist,

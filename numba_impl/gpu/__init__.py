@@ -26,7 +26,8 @@ Every kernel is declared with the types of its arguments (``launch``), so that
 Kernels are cached on disk (``cache=True``) keyed on this file only: after editing
 ``_dp.py`` or ``_scalar.py``, delete ``numba_impl/**/__pycache__/*.nb[ic]`` (as for the CPU).
 """
-from .arrays import add, add_rows_at, mean, negate, scale, take_rows, zeros
+from .arrays import (add, add_rows_at, from_host, mean, negate, scale, take_rows, to_host,
+                     zeros)
 from .batch_local import batch_local_dist, batch_local_dist_vjp
 from .distance import (batch_euclidean_dist, batch_euclidean_dist_vjp, euclidean_dist,
                        euclidean_dist_vjp, normalize, normalize_vjp, stripe_dist,

@@ -2,6 +2,7 @@
 import numpy as np
 from numba import cuda
 
+from . import context
 from .context import empty
 from .launch import flat, int64, kernel, launch
 
@@ -98,3 +99,13 @@ def scale(values, factor):
 
 def negate(values):
     return scale(values, -1)
+
+
+def to_host(array):
+    """A NumPy copy, after the work queued on this thread's stream."""
+    return context.to_host(array)
+
+
+def from_host(array):
+    """A device copy of a NumPy array, on this thread's stream."""
+    return context.to_device(array)

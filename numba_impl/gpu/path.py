@@ -80,5 +80,6 @@ def shortest_dist_vjp(dist_mat, grad_out):
     table = empty(d.shape, d.dtype)
     table.copy_to_device(d, stream=_gpu_context.current().stream)  # overwritten in place
     grad = zeros(d.shape, d.dtype)
+    grad_out = grad_out.reshape(1) if grad_out.ndim == 0 else grad_out  # a 0-d array: one pair
     shortest_vjp(table, grad_out.reshape(1, pairs), 0, 0, grad)
     return grad.reshape(tuple(dist_mat.shape))
