@@ -3,8 +3,8 @@
 One module per public module (``distance``, ``local``, ``mining``, ``loss``, ``path``),
 ``batch_local`` for the aligned pairs, and what the CPU needs of its own: ``jit`` (how it
 compiles), ``expansion`` (the norm expansion and its overflow fallback), ``tanh``,
-``threads`` and ``arrays``. ``cache=True`` keys on a kernel's own file only: after editing
-``_dp.py``, ``_scalar.py`` or ``tanh.py``, delete ``numba_impl/**/__pycache__/*.nb[ic]``.
+``threads`` and ``arrays``. Kernels are cached on disk under a key that covers every
+file whose code they hold (``_cache``): no stale kernel after an edit.
 """
 from .arrays import (add, add_rows_at, from_host, mean, negate, scale, take_rows, to_host,
                      zeros)

@@ -9,9 +9,11 @@ import math
 import numpy as np
 from numba import njit
 
+from .._cache import tracked
 from .jit import jit, scalar
 
 
+@tracked
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
 def sumsq(row):
     """``|row|^2``, reassociated so that it vectorises.

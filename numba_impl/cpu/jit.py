@@ -13,19 +13,24 @@ threading layer that is not thread-safe (``workqueue``) they take turns (``threa
 from numba import njit
 
 from .. import _dp, _scalar
+from .._cache import tracked
 from .._compile import for_target
 from . import threads
 from .tanh import tanh
 
-#: A serial kernel or device function.
-jit = njit(cache=True, nogil=True, error_model="numpy")
+_serial = njit(cache=True, nogil=True, error_model="numpy")
 _parallel = njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+
+
+def jit(func):
+    """A serial kernel, cached under a key that covers the code compiled into it (``_cache``)."""
+    return tracked(_serial(func))
 
 
 def parallel_jit(func):
     """A parallel kernel (``prange``), serialised across Python threads where Numba's
     threading layer is not thread-safe (``threads``)."""
-    return threads.serialised_when_unsafe(_parallel(func))
+    return threads.serialised_when_unsafe(tracked(_parallel(func)))
 
 
 # The shared bodies are not cached on their own: each kernel's cache holds them compiled in.

@@ -23,8 +23,8 @@ float64 arithmetic in float32:
 
 Every kernel is declared with the types of its arguments (``launch``), so that
 ``python -m numba_impl.gpu.compile`` compiles exactly these for the hardware checks.
-Kernels are cached on disk (``cache=True``) keyed on this file only: after editing
-``_dp.py`` or ``_scalar.py``, delete ``numba_impl/**/__pycache__/*.nb[ic]`` (as for the CPU).
+Kernels are cached on disk under a key that covers every file whose code they hold
+(``_cache``), as on the CPU.
 """
 from .arrays import (add, add_rows_at, from_host, mean, negate, scale, take_rows, to_host,
                      zeros)

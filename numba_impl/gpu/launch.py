@@ -11,6 +11,7 @@ import numpy as np
 from numba import cuda, types
 
 from .. import _dp, _scalar
+from .._cache import tracked_kernel
 from .._compile import for_target
 from . import context as _gpu_context
 from .context import empty, to_device, to_host
@@ -55,7 +56,7 @@ def argument_types(codes, dtype):
 def kernel(*codes):
     """``cuda.jit`` a kernel and declare the types of its arguments (see ``argument_types``)."""
     def wrap(pyfunc):
-        kernel = cuda.jit(cache=True)(pyfunc)
+        kernel = tracked_kernel(cuda.jit(cache=True)(pyfunc))
         KERNELS[pyfunc.__name__.strip("_").removesuffix("_kernel")] = (kernel, codes)
         return kernel
     return wrap
