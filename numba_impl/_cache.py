@@ -76,8 +76,10 @@ def tracked(dispatcher):
 def tracked_kernel(kernel):
     """The same for a ``cuda.jit(cache=True)`` kernel (the simulator's, which caches
     nothing, as it is)."""
-    from numba.cuda.dispatcher import CUDACache
-
+    try:
+        from numba.cuda.dispatcher import CUDACache
+    except ImportError:  # the simulator's dispatcher: nothing to cache
+        return kernel
     if isinstance(getattr(kernel, "_cache", None), CUDACache):
         kernel._cache = _cuda_cache_class()(kernel.py_func)
     return kernel
