@@ -16,10 +16,10 @@ norms times 0.25), which gives ``x / 2`` for ``tanh`` directly; scaling by a
 power of two is exact, so this changes no bit of the result.
 """
 
-import sys
-
 import torch
 import torch.nn.functional as F
+
+from alignedreid_dp import progress as _progress
 
 from . import _checks
 from ._autocast import float32_under_autocast
@@ -168,21 +168,6 @@ def _block_sizes(M, N, m, n, chunk_size, device):
     return rows, cols
 
 
-class _Progress:
-    """A one-line counter on stderr (no dependency on tqdm)."""
-
-    def __init__(self, total, enabled):
-        self.total, self.enabled, self.done = total, enabled, 0
-
-    def step(self):
-        self.done += 1
-        if self.enabled:
-            end = "\n" if self.done == self.total else ""
-            sys.stderr.write(
-                f"\rlocal_dist: block {self.done}/{self.total}{end}")
-            sys.stderr.flush()
-
-
 def _stripe_block(xt, yt, xx, yy, differentiable, safe=True):
     """Stripe distances of one block, as a ``[m, n, Mc, Nc]`` view.
 
@@ -224,7 +209,7 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
         (256 MiB on GPU) of stripe distances, so peak memory is the ``[M, N]``
         result plus a few blocks, whatever M and N are.
     progress : bool, default False
-        Print a block counter on stderr.
+        Report the finished pairs on stderr (``alignedreid_dp.progress``).
 
     Returns
     -------
@@ -252,29 +237,30 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     xx, yy = _squared_norms(xt), _squared_norms(yt)
     safe = _expansion_is_safe(xx, yy)  # else some blocks recompute overflowed entries
     xx, yy = 0.25 * xx, 0.25 * yy
-    bar = _Progress(-(-M // rows) * -(-N // cols), progress)
-    if differentiable:
-        blocks = []
-        for q in range(0, M, rows):
-            row = []
-            for g in range(0, N, cols):
-                d = _stripe_block(xt[:, q:q + rows], yt[:, g:g + cols],
-                                  xx[:, q:q + rows], yy[:, g:g + cols], True,
-                                  safe)
-                row.append(_ShortestDist.apply(d))
-                bar.step()
-            blocks.append(torch.cat(row, dim=1))
-        return torch.cat(blocks, dim=0)
-    out = torch.empty((M, N), dtype=x.dtype, device=x.device)
-    work = torch.empty((2, m + 1, rows, cols), dtype=x.dtype, device=x.device)
-    with torch.no_grad():
-        for q in range(0, M, rows):
-            xq = xt[:, q:q + rows].contiguous()
-            for g in range(0, N, cols):
-                d = _stripe_block(xq, yt[:, g:g + cols], xx[:, q:q + rows],
-                                  yy[:, g:g + cols], False, safe)
-                full = d.shape[2:] == work.shape[2:]
-                res = _value(d, work if full else None)
-                out[q:q + rows, g:g + cols] = res
-                bar.step()
-    return out
+    with _progress.report(fn, M * N, progress) as shown:
+        if differentiable:
+            blocks = []
+            for q in range(0, M, rows):
+                row = []
+                for g in range(0, N, cols):
+                    d = _stripe_block(xt[:, q:q + rows], yt[:, g:g + cols],
+                                      xx[:, q:q + rows], yy[:, g:g + cols], True,
+                                      safe)
+                    row.append(_ShortestDist.apply(d))
+                    shown.update(d.shape[2] * d.shape[3])
+                blocks.append(torch.cat(row, dim=1))
+            return torch.cat(blocks, dim=0)
+        out = torch.empty((M, N), dtype=x.dtype, device=x.device)
+        work = torch.empty((2, m + 1, rows, cols), dtype=x.dtype,
+                           device=x.device)
+        with torch.no_grad():
+            for q in range(0, M, rows):
+                xq = xt[:, q:q + rows].contiguous()
+                for g in range(0, N, cols):
+                    d = _stripe_block(xq, yt[:, g:g + cols], xx[:, q:q + rows],
+                                      yy[:, g:g + cols], False, safe)
+                    full = d.shape[2:] == work.shape[2:]
+                    res = _value(d, work if full else None)
+                    out[q:q + rows, g:g + cols] = res
+                    shown.update(d.shape[2] * d.shape[3])
+        return out

@@ -1,10 +1,11 @@
 """The local distance of every query-gallery pair on the CPU (``local_dist``) and its VJP."""
 import math
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import prange
+
+from alignedreid_dp import progress as _progress
 
 from .. import _consts
 from .._consts import PAIR_BLOCK
@@ -69,20 +70,6 @@ def _tile_sizes(x, y, chunk_size=None):
     return queries, gallery
 
 
-class _Progress:
-    """Finished pairs on stderr, at most once per percent."""
-
-    def __init__(self, total, enabled):
-        self.total, self.enabled, self.shown = total, enabled, -1
-
-    def update(self, done):
-        percent = 100 * done // self.total
-        if self.enabled and percent > self.shown:
-            self.shown = percent
-            print(f"local_dist: {done}/{self.total} pairs ({percent}%)", file=sys.stderr,
-                  flush=True)
-
-
 def local_dist(x, y, chunk_size=None, progress=False):
     """Tiles of ``queries x gallery`` images: one BLAS product, then ``_tile_kernel``.
 
@@ -100,9 +87,9 @@ def local_dist(x, y, chunk_size=None, progress=False):
     xx = squared_norms(x_rows)
     buffers = [np.empty(queries * m * gallery * n, dtype=x.dtype) for _ in range(2)]
     out = np.empty((big_m, big_n), dtype=x.dtype)
-    shown = _Progress(big_m * big_n, progress)
-    pending, done = None, 0
-    with ThreadPoolExecutor(1) as worker:
+    pending, pairs = None, 0
+    with _progress.report("local_dist", big_m * big_n, progress) as shown, \
+            ThreadPoolExecutor(1) as worker:
         for g0 in range(0, big_n, gallery):
             g1 = min(big_n, g0 + gallery)
             # gallery stripes ordered (j, g) so that one query stripe meets one gallery
@@ -119,15 +106,15 @@ def local_dist(x, y, chunk_size=None, progress=False):
                     np.matmul(x_tile, y_tile.T, out=dots)
                 if pending is not None:
                     pending.result()
-                    shown.update(done)
+                    shown.update(pairs)
                 pending = worker.submit(_tile_kernel, dots, xx_tile, yy,
                                         x_tile.reshape(q1 - q0, m, dim),
                                         y_tile.reshape(n, g1 - g0, dim),
                                         expansion_is_safe(xx_tile, yy), half, clamp,
                                         out[q0:q1, g0:g1])
-                done += (q1 - q0) * (g1 - g0)
+                pairs = (q1 - q0) * (g1 - g0)
         pending.result()
-    shown.update(done)
+        shown.update(pairs)
     return out
 
 

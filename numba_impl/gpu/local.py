@@ -6,7 +6,10 @@ coefficients back to the rows (``pull``).
 """
 import numpy as np
 
+from alignedreid_dp import progress as _progress
+
 from .. import _consts
+from . import context
 from .arrays import zeros
 from .context import empty
 from .launch import launch
@@ -32,12 +35,17 @@ def _cross_tiles(x, y):
 
 
 def local_dist(x, y, chunk_size=None, progress=False):
-    """Tiles of queries x gallery: products, formula 1 in place, formula 2 in place."""
+    """Tiles of queries x gallery: products, formula 1 in place, formula 2 in place. With
+    ``progress`` each tile is waited for before it is reported."""
     xx, yy = squared_norms(x), squared_norms(y)
     out = empty((x.shape[0], y.shape[0]), x.dtype)
-    for q0, q1, g0, by_stripe in _cross_tiles(x, y):
-        d = cross_stripes(x, y, by_stripe, xx, yy, q0, q1, g0)
-        launch(shortest_kernel, d.shape[0] * d.shape[3], d, d, q0, g0, out)
+    with _progress.report("local_dist", x.shape[0] * y.shape[0], progress) as shown:
+        for q0, q1, g0, by_stripe in _cross_tiles(x, y):
+            d = cross_stripes(x, y, by_stripe, xx, yy, q0, q1, g0)
+            launch(shortest_kernel, d.shape[0] * d.shape[3], d, d, q0, g0, out)
+            if progress:
+                context.synchronize()
+                shown.update(d.shape[0] * d.shape[3])
     return out
 
 

@@ -302,3 +302,13 @@ def test_mining_with_nan_and_infinities(block, dtype, rng):
 def test_no_negative_is_refused():
     with pytest.raises(ValueError, match="hard_example_mining: anchor 0 has no negative"):
         numba_impl.hard_example_mining(_dev(np.zeros((3, 3))), np.zeros(3, dtype=np.int64))
+
+
+def test_local_dist_reports_progress_as_on_the_cpu(capfd, rng):
+    x, y = rng.standard_normal((3, 2, 4)), rng.standard_normal((5, 3, 4))
+    quiet = _host(numba_impl.local_dist(_dev(x), _dev(y)))
+    assert capfd.readouterr().err == ""
+    loud = _host(numba_impl.local_dist(_dev(x), _dev(y), progress=True))
+    np.testing.assert_array_equal(loud, quiet)
+    err = capfd.readouterr().err
+    assert "\r" not in err and err.splitlines()[-1] == "local_dist: 15/15 pairs (100%)", err
