@@ -35,8 +35,9 @@ def expansion_limit(dtype):
 
 @jit
 def redo_overflowed(x, y, k, sq):
-    """Entries of ``sq [m, n]`` (pair ``k`` of stripes ``x [N, m, d]``, ``y [N, n, d]``) that the norm expansion
-    left inf or NaN, again from explicit differences, as the oracle computes them.
+    """Entries of ``sq [m, n]`` (pair ``k`` of stripes ``x [N, m, d]``, ``y [N, n, d]``)
+    that the norm expansion left inf or NaN, again from explicit differences, as the
+    oracle computes them.
 
     A non-finite expansion means an overflow (or ``inf - inf``) in some intermediate; only
     the explicit form tells a finite distance, ``inf`` and NaN apart. Finite entries had
