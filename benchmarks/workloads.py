@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from . import naive
+from tests import naive
 
 STRIPES, FEATURES = 8, 128
 MARKET_QUERY, MARKET_GALLERY = 3368, 19732
@@ -174,7 +174,7 @@ def training_step(device, quick):
 
     bridge, missing = _optional("numba_impl.autograd", "batch_local_dist")
     rows = _time_rows(work, {
-        "naive": (step(naive.batch_local_dist), ""),
+        "naive": (step(naive.batch_local_dist_tanh), ""),
         "torch_impl": (step(torch_impl.batch_local_dist), ""),
         "numba_impl.autograd": (step(bridge) if bridge else None, missing),
         "floor: autograd": (step(_EmptyStep.apply),
@@ -234,7 +234,7 @@ def training_in_step(device, quick):
     cnn = _StripeCNN(device, pairs)
     bridge, missing = _optional("numba_impl.autograd", "batch_local_dist")
     rows = _time_rows(work, {
-        "naive": (cnn.loss(naive.batch_local_dist), ""),
+        "naive": (cnn.loss(naive.batch_local_dist_tanh), ""),
         "torch_impl": (cnn.loss(torch_impl.batch_local_dist), ""),
         "numba_impl.autograd": (cnn.loss(bridge) if bridge else None, missing),
     }, device, repeats, between=cnn.step)

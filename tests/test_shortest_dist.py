@@ -14,17 +14,10 @@ from hypothesis.extra import numpy as hnp
 import reference
 from reference.error_model import unit_roundoff
 from tests.assertions import assert_bitwise, assert_within
+from tests.naive import path_sum
 from tests.strategies import cost_matrices, cost_matrices_with_extremes, matrix_and_path
 
 pytestmark = pytest.mark.uses("shortest_dist")
-
-
-def path_sum(d, path):
-    """The sum of ``d`` along ``path``, added in path order, in the dtype of ``d``."""
-    total = d[path[0]]
-    for cell in path[1:]:
-        total = total + d[cell]
-    return total
 
 
 @given(cost_matrices(specials=None))
