@@ -3,7 +3,7 @@ import numpy as np
 from numba import prange
 
 from .. import _consts
-from .jit import parallel_jit, scalar, scalar_libm
+from .jit import parallel_jit, scalar
 
 
 @parallel_jit
@@ -44,13 +44,13 @@ def normalize_vjp(x, grad_out, axis):
 @parallel_jit
 def _stripe_kernel(e, half, out):
     for k in prange(e.size):
-        out[k] = scalar_libm.stripe(e[k], half)
+        out[k] = scalar.stripe(e[k], half)
 
 
 @parallel_jit
 def _stripe_vjp_kernel(e, g, half, out):
     for k in prange(e.size):
-        out[k] = g[k] * scalar.stripe_slope(scalar_libm.stripe(e[k], half), half)
+        out[k] = g[k] * scalar.stripe_slope(scalar.stripe(e[k], half), half)
 
 
 def stripe_dist(euclid):

@@ -10,7 +10,7 @@ from alignedreid_dp import progress as _progress
 from .. import _consts
 from .._consts import PAIR_BLOCK
 from .expansion import expansion_is_safe, squared_norms
-from .jit import dp, parallel_jit, scalar, scalar_libm
+from .jit import dp, parallel_jit, scalar
 
 
 @parallel_jit
@@ -143,7 +143,7 @@ def _cross_coef_kernel(x, y, grad_out, half, clamp, coef):
                     if w != 0:
                         sq = scalar.sq_dist(x, q, i, y, g, j)
                         coef[q, g, i, j] = scalar.path_coef(
-                            sq, scalar_libm.stripe_of_sq(sq, half, clamp), w, half, clamp)
+                            sq, scalar.stripe_of_sq(sq, half, clamp), w, half, clamp)
 
 
 @parallel_jit
