@@ -1,4 +1,5 @@
-"""Normalisation, formula 1 and Euclidean distances (explicit differences) on the CPU."""
+"""Normalisation, formula 1 and Euclidean distances (explicit differences, summed in
+feature order) on the CPU."""
 import numpy as np
 from numba import prange
 
@@ -68,14 +69,37 @@ def stripe_dist_vjp(euclid, grad_out):
     return out
 
 
+#: Rows of ``y`` per work item of ``_euclid_kernel``: ``d x 256`` features stay in cache
+#: while every row of ``x`` meets them.
+_COLUMNS = 256
+
+
 @parallel_jit
-def _euclid_kernel(x, y, clamp, out):
-    batch, m, _ = x.shape
-    n = y.shape[1]
-    for r in prange(batch * m):
-        k, i = r // m, r % m
-        for j in range(n):
-            out[k, i, j] = scalar.euclid(scalar.sq_dist(x, k, i, y, k, j), clamp)
+def _euclid_kernel(x, y_by_feature, clamp, out):
+    """``out[k, i, j] = sqrt(max(sum_f (x[k,i,f] - y[k,j,f])^2, clamp))``, each sum in
+    feature order, as ``_scalar.sq_dist`` and the oracle add it.
+
+    ``y_by_feature`` is ``y`` with the features first (``[N, d, n]``), so that the
+    innermost loop runs over ``j``, with ``f`` fixed: it vectorises without reordering any
+    sum (the same bits as summing each pair on its own, about 8x faster in float32).
+    """
+    batch, m, dim = x.shape
+    n = y_by_feature.shape[2]
+    tiles = (n + _COLUMNS - 1) // _COLUMNS
+    for item in prange(batch * tiles):
+        k, j0 = item // tiles, (item % tiles) * _COLUMNS
+        count = min(_COLUMNS, n - j0)
+        total = np.empty(count, dtype=x.dtype)
+        for i in range(m):
+            total[:] = 0
+            for f in range(dim):
+                at, column = x[k, i, f], y_by_feature[k, f, j0:j0 + count]
+                for c in range(count):
+                    diff = at - column[c]
+                    total[c] += diff * diff
+            row = out[k, i, j0:j0 + count]
+            for c in range(count):
+                row[c] = scalar.euclid(total[c], clamp)
 
 
 @parallel_jit
@@ -117,8 +141,8 @@ def _pull_rows(x, y, coef):
 
 def batch_euclidean_dist(x, y):
     out = np.empty((x.shape[0], x.shape[1], y.shape[1]), dtype=x.dtype)
-    _euclid_kernel(np.ascontiguousarray(x), np.ascontiguousarray(y), _consts.of_dtype(x.dtype)[1],
-                   out)
+    _euclid_kernel(np.ascontiguousarray(x), np.ascontiguousarray(y.transpose(0, 2, 1)),
+                   _consts.of_dtype(x.dtype)[1], out)
     return out
 
 
