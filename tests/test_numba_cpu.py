@@ -196,3 +196,18 @@ def test_batch_local_gradients_start_on_cache_lines(rng, dtype):
                                                 grad_out[k:k + 1])
         np.testing.assert_array_equal(grad_x[k], one_x[0])
         np.testing.assert_array_equal(grad_y[k], one_y[0])
+
+
+@pytest.mark.parametrize("rows", [1, 255, 256, 257, 600])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_euclidean_dist_sums_in_feature_order_across_column_tiles(rng, rows, dtype):
+    # The kernel works on tiles of 256 gallery rows (the tail included) and vectorises over
+    # them; each squared distance must still be the sum in feature order, bit for bit.
+    x = rng.standard_normal((3, 7)).astype(dtype)
+    y = rng.standard_normal((rows, 7)).astype(dtype)
+    total = np.zeros((3, rows), dtype)
+    for f in range(7):  # the explicit differences, added in feature order in the dtype
+        diff = x[:, None, f] - y[None, :, f]
+        total = total + diff * diff
+    want = np.sqrt(np.maximum(total, dtype(1e-12)))
+    np.testing.assert_array_equal(numba_impl.euclidean_dist(x, y), want)
