@@ -1,5 +1,7 @@
 """Assertions whose failure messages say what broke and how to rerun it."""
 import numpy as np
+import pytest
+from hypothesis import currently_in_test_context, reject
 
 
 def _context(impl, func, inputs):
@@ -58,3 +60,21 @@ def assert_within(got, want, tol, impl, func, inputs, model="see reference.error
             f"{want[k].item()!r}); tolerance there {np.broadcast_to(tol, err.shape)[k]:.3e} ({model})\n"
             f"{_inputs_repr(inputs)}"
         )
+
+
+def baseline(compute):
+    """``compute()``: what a test of input forms compares with, the same module on plain input.
+
+    If it raises, the module fails on plain input too, for a reason that belongs to
+    another clause of the contract (and is reported there): this example is set aside
+    (``hypothesis.reject``), or the test skipped outside Hypothesis, so that the failure
+    is not reported again as one of input forms.
+    """
+    __tracebackhide__ = True
+    try:
+        return compute()
+    except Exception as error:  # noqa: BLE001 - any failure on plain input is another clause's
+        if currently_in_test_context():
+            reject()
+        pytest.skip(f"fails on plain input too ({type(error).__name__}: {error}): "
+                    "judged by the other clauses")

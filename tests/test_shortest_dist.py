@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 import reference
 from reference.error_model import unit_roundoff
-from tests.assertions import assert_bitwise, assert_within
-from tests.strategies import cost_matrices, cost_matrices_with_extremes, matrix_and_path
+from .assertions import assert_bitwise, assert_within
+from .strategies import cost_matrices, cost_matrices_with_extremes, matrix_and_path
 
 pytestmark = pytest.mark.uses("shortest_dist")
 
