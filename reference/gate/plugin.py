@@ -102,6 +102,10 @@ def pytest_configure(config):
                                        "from the implementation under test")
     config.addinivalue_line("markers", "validation: a test of input validation (the contract's "
                                        "bad-input clause); -m 'not validation' runs numerics only")
+    config.addinivalue_line("markers", "cuda: needs a real NVIDIA GPU (run by "
+                                       "benchmarks/gpu_check.sh on a lent device)")
+    config.addinivalue_line("markers", "cudasim: runs CUDA kernels; run in a separate process "
+                                       "with NUMBA_ENABLE_CUDASIM=1")
     config._alignedreid_impls = _candidates(config)
     user = bool(config.getoption("--impl"))
     name = profile_name(config)
