@@ -62,7 +62,7 @@ SECOND_ORDER = ["shortest_dist", "batch_local_dist", "local_dist"]
 REFUSAL = re.compile(r"twice|second derivative|double backward", re.IGNORECASE)
 
 
-@pytest.mark.parametrize("func", SECOND_ORDER)
+@pytest.mark.parametrize("func", [pytest.param(f, marks=pytest.mark.uses(f)) for f in SECOND_ORDER])
 def test_double_backward_is_right_or_refused(torch_impl_under_test, func):
     impl = torch_impl_under_test
     fn = impl.function(func)

@@ -67,10 +67,11 @@ def main(argv=None):
     argv = argv[:argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(prog="python -m reference.gate",
                                      description=__doc__.splitlines()[0].split(": ", 1)[1])
-    parser.add_argument("module", nargs="+", help="the module(s) to judge, e.g. my_package.loss")
+    parser.add_argument("module", nargs="+", metavar="MODULE[:ARRAY]",
+                        help="the module(s) to judge, e.g. my_package.loss or my_package.loss:torch")
     parser.add_argument("--array", choices=("numpy", "torch"), default=None,
-                        help="what arrays the module's functions take (default: numpy, or "
-                             "torch for names like *torch*)")
+                        help="what arrays the modules' functions take (default: numpy; "
+                             "MODULE:torch sets it for one module)")
     parser.add_argument("--gate-report", metavar="PATH", default=None,
                         help="also write the verdict as JSON (reference/gate/verdict.schema.json)")
     parser.add_argument("--numerics-only", action="store_true",

@@ -10,8 +10,9 @@ loads this plugin, and so does ``python -m reference.gate``.
   fails the test. A function that the bridge or a user's module lacks is "not provided":
   its tests are skipped, never passed. A test of several functions runs when the module
   has at least one of them, the oracle standing in for the others
-  (``Implementation.with_stand_ins``); if such a test then never calls the module, it is
-  skipped too, not counted as passed.
+  (``Implementation.with_stand_ins``; never for the gradients a test of gradients
+  judges); if such a test then never calls the module, it is skipped too, not counted
+  as passed.
 - Under ``--impl`` only the tests that call an implementation run (the others are
   deselected); Hypothesis is derandomised and keeps no database (its scratch directory is
   a temporary one), so two runs give the same verdict; the module's conventions are
@@ -29,7 +30,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from ..crosscheck import ARRAY_KINDS, Implementation
 from . import clauses
@@ -61,8 +62,9 @@ _VERDICT = pytest.StashKey[Verdict]()
 
 def pytest_addoption(parser):
     group = parser.getgroup("alignedreid-dp")
-    group.addoption("--impl", action="append", default=[], metavar="MODULE",
-                    help="run the suite against this module instead of the built-in packages")
+    group.addoption("--impl", action="append", default=[], metavar="MODULE[:ARRAY]",
+                    help="run the suite against this module instead of the built-in packages "
+                         "(ARRAY: numpy or torch, else --impl-array)")
     group.addoption("--impl-array", choices=ARRAY_KINDS, default=None,
                     help="the array kind of --impl modules (default: guessed from the name)")
     group.addoption("--gate-report", metavar="PATH", default=None,
@@ -84,16 +86,22 @@ def _written(name):
 
 
 def _candidates(config):
-    """``[(name, Implementation or import error, partial)]`` for this run."""
-    names = config.getoption("--impl") or [n for n in BUILTIN if _written(n)]
-    user = bool(config.getoption("--impl"))
+    """``[(name, Implementation or import error, partial)]`` for this run.
+
+    ``--impl`` takes ``MODULE`` or ``MODULE:ARRAY`` (``my_loss:torch``), the second form
+    for runs that judge modules of both kinds at once.
+    """
+    user = config.getoption("--impl")
+    names = user or [n for n in BUILTIN if _written(n)]
     out = []
-    for name in names:
+    for spec in names:
+        name, _, array = spec.partition(":")
         try:
-            impl = Implementation.load(name, config.getoption("--impl-array") if user else None)
+            impl = Implementation.load(name, (array or config.getoption("--impl-array"))
+                                       if user else None)
         except Exception as error:  # noqa: BLE001 - reported as the test error below
             impl = error
-        out.append((name, impl, user or name in PARTIAL))
+        out.append((name, impl, bool(user) or name in PARTIAL))
     return out
 
 
@@ -109,9 +117,10 @@ def pytest_configure(config):
     config._alignedreid_impls = _candidates(config)
     user = bool(config.getoption("--impl"))
     name = profile_name(config)
-    if user:  # the same examples every run, nothing written where the user works
+    if user:  # the same examples every run, nothing written where the user works; failing
+        # examples are shrunk but not "explained" (a list of source lines, slow to make)
         settings.register_profile(f"{name}-gate", settings.get_profile(name), derandomize=True,
-                                  database=None)
+                                  database=None, phases=[p for p in Phase if p != Phase.explain])
         name = f"{name}-gate"
         from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -204,7 +213,10 @@ def impl(request):
         pytest.fail(f"{name} is missing contract function(s): {', '.join(missing)}")
     if missing:
         judged = [fn for fn in needed if fn not in missing and not fn.endswith("_vjp")]
-        if not judged or "TripletLoss" in missing:
+        # A test of gradients judges the module's own; the oracle's cannot stand in for them.
+        gradient = request.node.stash.get(_CLAUSE, "") == "gradients" and any(
+            fn.endswith("_vjp") for fn in missing)
+        if not judged or gradient or "TripletLoss" in missing:
             pytest.skip(f"{name} does not provide {', '.join(missing)} (not provided)")
         implementation = implementation.with_stand_ins(missing)
     else:
