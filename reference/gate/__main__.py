@@ -31,7 +31,7 @@ def suite_files():
     return where, [os.path.join(where, f"{name}.py") for name in clauses.TESTS]
 
 
-def pytest_arguments(modules, array, report, numerics_only, scratch, extra=()):
+def pytest_arguments(modules, array, report, numerics_only, scratch, extra=(), pictures=None):
     """The pytest command line of a gate run (``scratch``: a temporary folder for the ini)."""
     where, files = suite_files()
     ini = os.path.join(scratch, "pytest.ini")
@@ -46,6 +46,8 @@ def pytest_arguments(modules, array, report, numerics_only, scratch, extra=()):
     args.append(f"--gate-report={report}")
     if numerics_only:
         args += ["-m", "not validation"]
+    if pictures:
+        args.append(f"--gate-pictures={os.path.abspath(pictures)}")
     return args + list(extra)
 
 
@@ -76,6 +78,8 @@ def main(argv=None):
                         help="also write the verdict as JSON (reference/gate/verdict.schema.json)")
     parser.add_argument("--numerics-only", action="store_true",
                         help="leave out the tests of input validation (-m 'not validation')")
+    parser.add_argument("--gate-pictures", metavar="DIR", default=None,
+                        help="save a picture of each disagreement of formula 2 (matplotlib)")
     parser.add_argument("--profile", choices=PROFILES, default=None,
                         help="how many examples Hypothesis tries (default: ci, 100 per test)")
     args = parser.parse_args(argv)
@@ -85,8 +89,8 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory(prefix="alignedreid-gate-") as scratch:
         report = args.gate_report or os.path.join(scratch, "verdict.json")
-        code = pytest.main(pytest_arguments(args.module, args.array, report,
-                                            args.numerics_only, scratch, extra))
+        code = pytest.main(pytest_arguments(args.module, args.array, report, args.numerics_only,
+                                            scratch, extra, args.gate_pictures))
         if not os.path.exists(report):  # pytest stopped before the verdict (usage error)
             return 2
         with open(report) as f:

@@ -33,7 +33,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from ..crosscheck import ARRAY_KINDS, Implementation
-from . import clauses
+from . import clauses, diagnose
 from . import conventions as conventions_
 from .verdict import Outcome, Verdict, findings
 
@@ -69,6 +69,8 @@ def pytest_addoption(parser):
                     help="the array kind of --impl modules (default: guessed from the name)")
     group.addoption("--gate-report", metavar="PATH", default=None,
                     help="write the verdict by contract clause as JSON (verdict.schema.json)")
+    group.addoption("--gate-pictures", metavar="DIR", default=None,
+                    help="save a picture of each formula 2 diagnosis in DIR (needs matplotlib)")
 
 
 def profile_name(config):
@@ -142,6 +144,7 @@ def pytest_configure(config):
                                     if f not in provided and f not in OPTIONAL])
     config.stash[_VERDICT] = verdict
     config._alignedreid_conventions = {}
+    diagnose.PICTURES = config.getoption("--gate-pictures")
 
 
 def pytest_unconfigure(config):
