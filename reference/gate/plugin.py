@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, Phase, settings
 from ..crosscheck import ARRAY_KINDS, Implementation
 from . import clauses, diagnose
 from . import conventions as conventions_
-from .verdict import Outcome, Verdict, findings
+from .verdict import Outcome, Verdict, findings, render
 
 # Numba compiles on first call, far past Hypothesis's 200 ms deadline: no deadlines.
 # `impl` is function-scoped but stateless, so sharing it across examples is safe.
@@ -284,12 +284,12 @@ def pytest_terminal_summary(terminalreporter, config):
     if not config.getoption("--impl"):
         return
     _describe_conventions(config)
-    verdict = config.stash[_VERDICT]
-    for name in verdict.implementations:
+    document = config.stash[_VERDICT].to_json()
+    for implementation in document["implementations"]:
         terminalreporter.write_sep("=", "verdict by contract clause")
-        terminalreporter.write_line(verdict.render(name))
+        terminalreporter.write_line(render(implementation))
     path = config.getoption("--gate-report")
     if path:
         with open(path, "w") as f:
-            json.dump(verdict.to_json(), f, indent=1)
+            json.dump(document, f, indent=1)
         terminalreporter.write_line(f"verdict written to {path}")

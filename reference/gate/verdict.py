@@ -2,12 +2,15 @@
 
 ``Verdict`` collects, per implementation, each test's clause and outcome, and for each
 failure one ``Finding`` per distinct error (Hypothesis may report a crash and a wrong
-answer of one test together: two findings). ``render`` prints the table and the
-smallest failing example of every failed clause; ``to_json`` gives the same as the
-document ``verdict.schema.json`` describes.
+answer of one test together: two findings). ``Verdict.to_json`` gives the document that
+``verdict.schema.json`` describes; ``render`` prints one implementation's part of it: the
+table and the smallest failing example of every failed clause.
 """
 import os
+import re
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from . import clauses
 
@@ -115,8 +118,14 @@ def _example(error, test):
         lines.pop()
     if lines:
         return "\n".join(lines)
-    inputs = [line.strip() for line in str(error).splitlines()
-              if line.lstrip().startswith("input ")]
+    inputs, reading = [], False
+    for line in str(error).splitlines():  # "  input k: ..." and the array's further lines
+        reading = line.lstrip().startswith("input ") or (reading and (not line.strip()
+                                                                      or line[:1].isspace()))
+        if reading:
+            inputs.append(line[2:] if line.startswith("  ") else line)
+    while inputs and not inputs[-1].strip():
+        inputs.pop()
     return "\n".join([test.split("::", 1)[-1], *inputs])
 
 
@@ -183,59 +192,60 @@ class Verdict:
                 smallest=[f.as_dict(clause.key) for f in _smallest_by_kind(found)]))
         return rows
 
+    def implementation_json(self, name):
+        """One implementation's part of the verdict (``verdict.schema.json``)."""
+        rows = self.clause_rows(name)
+        totals = {k: sum(r[k] for r in rows) for k in
+                  ("passed", "failed", "skipped", "defects", "accepted", "refusals",
+                   "conventions", "errors")}
+        return dict(name=name, **self.implementations[name], totals=totals, clauses=rows)
+
     def to_json(self):
         """The verdict as a JSON-ready dict (``verdict.schema.json``)."""
-        doc = {"$schema": SCHEMA, "profile": self.profile,
-               "marker_expression": self.marker_expression,
-               "numerics_only": "not validation" in self.marker_expression,
-               "implementations": []}
-        for name, info in self.implementations.items():
-            rows = self.clause_rows(name)
-            totals = {k: sum(r[k] for r in rows) for k in
-                      ("passed", "failed", "skipped", "defects", "accepted", "refusals",
-                       "conventions", "errors")}
-            doc["implementations"].append(dict(name=name, **info, totals=totals, clauses=rows))
-        return doc
+        return {"$schema": SCHEMA, "profile": self.profile,
+                "marker_expression": self.marker_expression,
+                "numerics_only": "not validation" in self.marker_expression,
+                "implementations": [self.implementation_json(n) for n in self.implementations]}
 
-    def render(self, name, width=100):
-        """The verdict of implementation ``name`` as text: the table, then every failed
-        clause's smallest failing example and what it means."""
-        info, rows = self.implementations[name], self.clause_rows(name)
-        title = f"alignedreid-dp gate: {name} ({info['array']}), clause by clause"
-        out = [title, "=" * len(title)]
-        head = ("clause", "pass", "fail", "defect", "accepted", "refused", "convention", "skip")
-        wide = max(len(r["title"]) for r in rows)
-        fmt = f"{{:<{wide}}}" + "".join(f" {{:>{len(h)}}}" for h in head[1:])
-        out.append(fmt.format(*head))
-        for r in rows:
-            cells = [r["passed"], r["failed"], r["defects"], r["accepted"], r["refusals"],
-                     r["conventions"], r["skipped"]]
-            out.append(fmt.format(r["title"], *[c if c else "." for c in cells]))
-        totals = [sum(r[k] for r in rows) for k in ("passed", "failed", "defects", "accepted",
-                                                     "refusals", "conventions", "skipped")]
-        out.append(fmt.format("all clauses", *totals))
-        defects = sum(r["defects"] for r in rows)
+
+def render(implementation, width=100):
+    """The verdict of one implementation (an entry of the JSON document) as text: the table
+    by clause, then every failed clause's smallest failing example and what it means."""
+    rows, totals = implementation["clauses"], implementation["totals"]
+    title = (f"alignedreid-dp gate: {implementation['name']} ({implementation['array']}), "
+             "clause by clause")
+    out = [title, "=" * len(title)]
+    head = ("clause", "pass", "fail", "defect", "accepted", "refused", "convention", "skip")
+    columns = ("passed", "failed", "defects", "accepted", "refusals", "conventions", "skipped")
+    wide = max(len(r["title"]) for r in rows)
+    fmt = f"{{:<{wide}}}" + "".join(f" {{:>{len(h)}}}" for h in head[1:])
+    out.append(fmt.format(*head))
+    for r in rows:
+        out.append(fmt.format(r["title"], *[r[c] if r[c] else "." for c in columns]))
+    out.append(fmt.format("all clauses", *[totals[c] for c in columns]))
+    out.append("")
+    if not totals["passed"] + totals["failed"]:
+        out.append("no test ran: nothing was judged")
+    out.append(f"{totals['defects']} test(s) with defects (wrong results or crashes on valid "
+               f"input); {totals['accepted']} accepting bad input, {totals['refusals']} refusing "
+               f"it with another exception or message, {totals['conventions']} on conventions"
+               + (f", {totals['errors']} not judged (errors)." if totals["errors"] else "."))
+    if implementation["not_provided"]:
+        out.append("not provided (not judged): " + ", ".join(implementation["not_provided"]))
+    for line in implementation["conventions"]:
+        out.append("convention: " + line)
+    for r in rows:
+        if not r["failed"]:
+            continue
         out.append("")
-        out.append(f"{defects} test(s) with defects (wrong results or crashes on valid input); "
-                   f"{sum(r['accepted'] for r in rows)} accepting bad input, "
-                   f"{sum(r['refusals'] for r in rows)} refusing it with another exception or "
-                   f"message, {sum(r['conventions'] for r in rows)} on conventions.")
-        if info["not_provided"]:
-            out.append("not provided (not judged): " + ", ".join(info["not_provided"]))
-        for line in info["conventions"]:
-            out.append("convention: " + line)
-        for r in rows:
-            if not r["failed"]:
-                continue
-            out.append("")
-            out.append(f"-- {r['title']}: {r['failed']} failed --")
-            for f in r["smallest"]:
-                out.append(f"[{f['kind']}] {f['exception']}: {_first_line(f['message'], width)}")
-                out.append(f"  in {f['test']}")
-                out.append("  smallest failing example:")
-                out.extend("    " + line for line in f["example"].splitlines())
-                out.append(f"  what it means: {f['meaning']}")
-        return "\n".join(out)
+        out.append(f"-- {r['title']}: {r['failed']} failed --")
+        for f in r["smallest"]:
+            out.append(f"[{f['kind']}] {f['exception']}: {_first_line(f['message'], width)}")
+            out.append(f"  in {f['test']}")
+            out.append("  smallest failing example:")
+            out.extend("    " + line for line in f["example"].splitlines())
+            out.append(f"  what it means: {f['meaning']}")
+    return "\n".join(out)
 
 
 def _first_line(text, width):
@@ -243,11 +253,22 @@ def _first_line(text, width):
     return line if len(line) <= width else line[:width - 3] + "..."
 
 
+_SHAPE = re.compile(r"\(([\d, ]*)\) (?:float|int|uint|bool)")
+
+
+def _size(finding):
+    """How large a finding's input is: the elements of the shapes the suite's message names
+    (``f((5, 3, 4) float64, ...)``), else the length of its example (Hypothesis shrinks it)."""
+    shapes = _SHAPE.findall(finding.message)
+    if shapes:
+        return sum(int(np.prod([int(n) for n in s.split(",") if n.strip()])) for s in shapes)
+    return len(finding.example)
+
+
 def _smallest_by_kind(found):
-    """Per kind, the finding with the shortest example (Hypothesis shrinks; shorter text is
-    the smaller input), worst kinds first."""
+    """Per kind, the finding with the smallest input, worst kinds first."""
     best = {}
     for f in found:
-        if f.kind not in best or len(f.example) < len(best[f.kind].example):
+        if f.kind not in best or _size(f) < _size(best[f.kind]):
             best[f.kind] = f
     return [best[k] for k in clauses.KINDS if k in best]
