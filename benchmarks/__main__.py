@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from .workloads import WORKLOADS
+from .workloads import ON_REQUEST, WORKLOADS
 
 
 def _fmt_seconds(seconds):
@@ -70,7 +70,8 @@ def main(argv=None):
                         "own default); 1 gives steadier figures on a busy "
                         "machine")
     parser.add_argument("--only", choices=sorted(WORKLOADS), action="append",
-                        help="run only this workload (repeatable)")
+                        help="run only this workload (repeatable); "
+                        f"{', '.join(ON_REQUEST)} runs only when named")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch.cuda.is_available() is False")
@@ -82,7 +83,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
 
     rows, goals = [], []
-    for name in args.only or list(WORKLOADS):
+    for name in args.only or [n for n in WORKLOADS if n not in ON_REQUEST]:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         new_rows, new_goals = WORKLOADS[name](args.device, args.quick)
         rows += new_rows

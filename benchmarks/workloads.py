@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from . import naive
+from tests import naive
 
 STRIPES, FEATURES = 8, 128
 MARKET_QUERY, MARKET_GALLERY = 3368, 19732
@@ -174,7 +174,7 @@ def training_step(device, quick):
 
     bridge, missing = _optional("numba_impl.autograd", "batch_local_dist")
     rows = _time_rows(work, {
-        "naive": (step(naive.batch_local_dist), ""),
+        "naive": (step(naive.batch_local_dist_tanh), ""),
         "torch_impl": (step(torch_impl.batch_local_dist), ""),
         "numba_impl.autograd": (step(bridge) if bridge else None, missing),
         "floor: autograd": (step(_EmptyStep.apply),
@@ -205,23 +205,26 @@ class _StripeCNN:
         self.opt = torch.optim.SGD(self.net.parameters(), lr=1e-3)
         self.images = torch.randn(pairs, 3, 4 * STRIPES, 16, generator=gen).to(device)
         self.partner = torch.randperm(pairs, generator=gen).to(device)
-        self.out = self.x = None
+        self.out = self.x = self.y = None
 
     def step(self):
         """Backward of the previous local loss into the network, an SGD step, and
-        the next forward: leaves the leaf features ``self.x`` for the loss."""
+        the next forward: leaves the features of the anchors ``self.x`` and of
+        their partners ``self.y`` (leaves, as the isolated row's inputs are)."""
         if self.x is not None and self.x.grad is not None:
-            self.out.backward(self.x.grad)
+            grad = self.x.grad.index_add(0, self.partner, self.y.grad)
+            self.out.backward(grad)
             self.opt.step()
         self.opt.zero_grad()
         self.out = self.net(self.images).squeeze(3).transpose(1, 2)
         self.x = self.out.detach().requires_grad_()
+        self.y = self.out.detach().index_select(0, self.partner).requires_grad_()
 
     def loss(self, fn):
-        """The timed part: a local loss's forward and backward on the features."""
+        """The timed part, the isolated training row's work: a local loss's
+        forward and backward on the features of 128 pairs."""
         def run():
-            x = self.x
-            fn(x, x[self.partner]).sum().backward()
+            fn(self.x, self.y).sum().backward()
         return run
 
 
@@ -234,9 +237,11 @@ def training_in_step(device, quick):
     cnn = _StripeCNN(device, pairs)
     bridge, missing = _optional("numba_impl.autograd", "batch_local_dist")
     rows = _time_rows(work, {
-        "naive": (cnn.loss(naive.batch_local_dist), ""),
+        "naive": (cnn.loss(naive.batch_local_dist_tanh), ""),
         "torch_impl": (cnn.loss(torch_impl.batch_local_dist), ""),
         "numba_impl.autograd": (cnn.loss(bridge) if bridge else None, missing),
+        "floor: autograd + products": (cnn.loss(_ProductsStep.apply),
+                                       "only the 3 batched stripe products"),
     }, device, repeats, between=cnn.step)
     return rows, []
 
@@ -513,12 +518,22 @@ def _peak_goal(rows, work, name, limit_mb, text):
     return _goal(work, name, text, "n/a", False)
 
 
+def retrieval(device, quick):
+    """topk and rerank at gallery scale (``benchmarks/retrieval.py``)."""
+    from .retrieval import retrieval_rows
+
+    return retrieval_rows(device, quick)
+
+
 WORKLOADS = {
     "training": training_step,
     "training-in-step": training_in_step,
     "large-batch": large_batch,
     "query-gallery": query_gallery,
+    "retrieval": retrieval,
 }
+#: Run only when named with --only: minutes long, and writes GBs of data once.
+ON_REQUEST = ("retrieval",)
 
 if __name__ == "__main__":
     # Child process of query_gallery: name, queries, gallery, device.

@@ -1,10 +1,13 @@
 """Numba implementation of alignedreid-dp: every function of the contract and its VJPs.
 
-The target follows the input: NumPy arrays run ``@njit`` kernels on the CPU (``cpu.py``);
-CUDA arrays (Numba device arrays, CuPy arrays, torch CUDA tensors, anything with
-``__cuda_array_interface__``) run ``@cuda.jit`` kernels on the GPU (``gpu.py``) and give
-Numba device arrays back. Formula 2 is one dynamic programme (``_dp.py``) compiled for
-both. ``numba_impl.autograd`` wraps the kernels as ``torch.autograd.Function``\\ s.
+The target follows the input: NumPy arrays run ``@njit`` kernels on the CPU
+(``numba_impl.cpu``); CUDA arrays (Numba device arrays, CuPy arrays, torch CUDA tensors,
+anything with ``__cuda_array_interface__``) run ``@cuda.jit`` kernels on the GPU
+(``numba_impl.gpu``) and give Numba device arrays back. Both backends provide one protocol
+(``_backend.Backend``) and mirror the public modules: ``distance.normalize`` is computed by
+``cpu/distance.py`` or ``gpu/distance.py``. Formula 2 (``_dp.py``) and the per-element
+bodies (``_scalar.py``) are written once and compiled for both. ``numba_impl.autograd``
+wraps the kernels as ``torch.autograd.Function``\\ s.
 """
 from .distance import (
     batch_euclidean_dist,

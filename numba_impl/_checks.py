@@ -14,8 +14,9 @@ import numbers
 
 import numpy as np
 
+from ._dispatch import CPU, GPU, backend
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-CPU, GPU = "cpu", "gpu"
 #: The ndarray types taken as they are. Other subclasses are refused by name: the kernels
 #: would see ``np.matrix`` as a plain array of another shape and ignore a masked array's
 #: mask.
@@ -136,9 +137,7 @@ def _integer_vector(func, name, value, target, n):
     if tuple(value.shape) != (n,):
         raise ValueError(f"{func}: {name} must have shape ({n},); got {tuple(value.shape)}")
     if value_target != target:  # host labels for device distances (or back): move them
-        from . import _gpu_context
-
-        value = _gpu_context.to_device(value) if target == GPU else _gpu_context.to_host(value)
+        value = backend(target).from_host(backend(value_target).to_host(value))
     return value
 
 
@@ -150,12 +149,7 @@ def labels_array(func, labels, n, target=CPU):
 def index_array(func, name, inds, n, target=CPU):
     """Check sample indices: a 1-D integer array of length ``n`` with values in ``[0, n)``."""
     inds = _integer_vector(func, name, inds, target, n)
-    if target == CPU:
-        host = inds
-    else:
-        from . import _gpu_context
-
-        host = _gpu_context.to_host(inds)
+    host = backend(target).to_host(inds)
     if host.min() < 0 or host.max() >= n:
         raise ValueError(
             f"{func}: {name} must hold indices in [0, {n}); got values in [{host.min()}, {host.max()}]"
@@ -167,12 +161,7 @@ def grad_like(func, grad_out, shape, dtype, target=CPU):
     """Check an output gradient: same shape, dtype and device as the output it belongs to."""
     shape = tuple(shape)
     if shape == () and isinstance(grad_out, numbers.Real) and not is_gpu_array(grad_out):
-        grad_out = np.asarray(grad_out, dtype=dtype)
-        if target == GPU:
-            from . import _gpu_context
-
-            return _gpu_context.to_device(grad_out)
-        return grad_out
+        return backend(target).from_host(np.asarray(grad_out, dtype=dtype))
     grad_target, grad_out = as_target(func, "grad_out", grad_out)
     same_target(func, "grad_out", grad_target, "the input", target)
     if tuple(grad_out.shape) != shape:

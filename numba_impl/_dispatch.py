@@ -1,18 +1,23 @@
-"""Pick the kernel module for a target: ``cpu`` (``@njit``) or ``gpu`` (``@cuda.jit``); and
-``follows_torch``, which puts the GPU work of a call that gets torch CUDA tensors on
-torch's stream and allocator."""
+"""The targets and their backends (``_backend.Backend``: ``numba_impl.cpu`` or
+``numba_impl.gpu``), and ``follows_torch``, which puts the GPU work of a call that gets
+torch CUDA tensors on torch's stream and allocator."""
 import functools
+import importlib
 import sys
 
-from . import cpu
+#: The targets: a NumPy array runs on the CPU, a CUDA array on the GPU (``_checks.as_target``).
+CPU, GPU = "cpu", "gpu"
+#: The backend module of each target; the GPU's is imported on first GPU use only.
+_MODULES = {CPU: "numba_impl.cpu", GPU: "numba_impl.gpu"}
+_loaded = {}
 
 
 def backend(target):
-    if target == "gpu":
-        from . import gpu  # imported on first GPU use only
-
-        return gpu
-    return cpu
+    """The backend module of ``target`` (``CPU`` or ``GPU``)."""
+    found = _loaded.get(target)
+    if found is None:
+        found = _loaded[target] = importlib.import_module(_MODULES[target])
+    return found
 
 
 def _torch_cuda_device(values):
@@ -38,7 +43,7 @@ def follows_torch(func):
 
     Without it the kernels would run on the default stream, unordered with torch's work
     under ``torch.cuda.stream(s)``, and allocate through Numba. Other arguments pass as
-    they are; the setting is per thread (``_gpu_context``).
+    they are; the setting is per thread (``gpu.context``).
     """
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -47,7 +52,7 @@ def follows_torch(func):
             return func(*args, **kwargs)
         import torch
 
-        from ._gpu_context import torch_launches
+        from .gpu.context import torch_launches
 
         args = tuple(_plain(a, torch) for a in args)
         kwargs = {k: _plain(v, torch) for k, v in kwargs.items()}

@@ -1,8 +1,8 @@
 """Formula 2 for one block of pairs, written once and compiled for both targets.
 
-``cpu.py`` compiles these functions with ``numba.njit`` and ``gpu.py`` with
-``numba.cuda.jit(device=True)``, so the CPU and the GPU run the same recurrence. They
-must stay plain Python that both compilers accept: no NumPy calls, no allocation, no
+``cpu/jit.py`` compiles these functions with ``numba.njit`` and ``gpu/launch.py`` with
+``numba.cuda.jit(device=True)`` (``_compile.for_target``), so the CPU and the GPU run the
+same recurrence. They must stay plain Python that both compilers accept: no NumPy calls, no allocation, no
 Python float constants (a float constant would promote float32 arithmetic to float64;
 constants of the right dtype come in as arguments).
 

@@ -82,10 +82,10 @@ def _to_torch(array, like):
 
 
 def _stream_of(tensor):
-    """GPU work on torch's current stream and allocator (``_gpu_context``), for this thread."""
+    """GPU work on torch's current stream and allocator (``gpu.context``), for this thread."""
     if not tensor.is_cuda:
         return contextlib.nullcontext()
-    from . import _gpu_context
+    from .gpu import context as _gpu_context
 
     return _gpu_context.torch_launches(tensor.device)
 

@@ -2,7 +2,7 @@
 
 Squared distances come from explicit differences, ``sum((f_i - g_j)**2)``, as in the
 oracle; only the CPU's ``local_dist`` and ``batch_local_dist`` use the faster
-``|f|^2 + |g|^2 - 2 f.g``, with explicit differences where it overflows (see ``cpu.py``).
+``|f|^2 + |g|^2 - 2 f.g``, with explicit differences where it overflows (see ``cpu/expansion.py``).
 ``normalize`` divides a vector by its largest entry first where ``|x|^2`` overflows.
 """
 from . import _checks

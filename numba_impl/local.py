@@ -8,7 +8,7 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     """AlignedReID local distance between every image of ``x`` and every image of ``y``.
 
     On the CPU the pairs are handled in tiles of ``chunk_size`` queries and a
-    gallery slice that fits ``cpu.TILE_BYTES`` (256 MiB): one BLAS product gives the
+    gallery slice that fits ``TILE_BYTES`` (256 MiB): one BLAS product gives the
     tile's stripe dot products, then a parallel kernel applies formula 1 and formula 2
     per pair, so no more than one tile is in memory besides the ``[M, N]`` result. Squared distances use
     ``|x|^2 + |y|^2 - 2 x.y`` here (cancellation error of order ``eps (|x|^2 + |y|^2)``);
@@ -22,12 +22,12 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     x : ndarray or CUDA array, shape (M, m, d), float32 or float64
     y : array, shape (N, n, d), same dtype and device as ``x``
     chunk_size : int or None
-        Query images per tile on the CPU (default ``cpu.TILE_QUERIES``, 64); the gallery
-        slice then fills ``cpu.TILE_BYTES``. BLAS may round a dot product differently in
+        Query images per tile on the CPU (default ``TILE_QUERIES``, 64); the gallery
+        slice then fills ``TILE_BYTES``. BLAS may round a dot product differently in
         products of other shapes, so chunk sizes can change the last bits (within the
         error model of the norm expansion). Unused on the GPU.
     progress : bool
-        Print the number of finished pairs to stderr after every tile.
+        Report the finished pairs on stderr after every tile (``alignedreid_dp.progress``).
 
     Returns
     -------

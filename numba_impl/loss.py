@@ -1,6 +1,6 @@
 """Triplet loss on mined distances, and the global and local losses of AlignedReID.
 
-The losses are compositions of the kernels in ``cpu.py`` / ``gpu.py``; their VJPs run
+The losses are compositions of the backend's steps (``_backend.Backend``); their VJPs run
 the same composition backwards. Mining is a selection: its indices carry no gradient,
 the selected distances do.
 """

@@ -9,12 +9,7 @@ def _mine(func, dist_mat, labels):
         raise ValueError(f"{func}: dist_mat must have shape (N, N); got {tuple(dist_mat.shape)}")
     labels = _checks.labels_array(func, labels, dist_mat.shape[0], target)
     dist_ap, dist_an, p_inds, n_inds = backend(target).hard_example_mining(dist_mat, labels)
-    if target == "cpu":
-        host_n = n_inds
-    else:
-        from . import _gpu_context
-
-        host_n = _gpu_context.to_host(n_inds)
+    host_n = backend(target).to_host(n_inds)
     if (host_n < 0).any():
         anchor = int((host_n < 0).argmax())
         raise ValueError(f"{func}: anchor {anchor} has no negative; labels must hold at least "

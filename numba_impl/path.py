@@ -1,6 +1,4 @@
 """Formula 2 (the shortest monotone path) and its VJP, on the CPU or the GPU."""
-import numpy as np
-
 from . import _checks
 from ._dispatch import backend, follows_torch
 
@@ -28,10 +26,7 @@ def shortest_dist(dist_mat):
     func = "shortest_dist"
     target, dist_mat = _checks.float_array(func, "dist_mat", dist_mat, "(m, n) or (m, n, *)",
                                            min_ndim=2)
-    if target == "gpu":
-        return backend(target).shortest_dist(dist_mat)
-    out = backend(target).shortest_dist(dist_mat)
-    return out[()] if out.ndim == 0 else out
+    return backend(target).shortest_dist(dist_mat)
 
 
 @follows_torch
@@ -58,7 +53,4 @@ def shortest_dist_vjp(dist_mat, grad_out):
     target, dist_mat = _checks.float_array(func, "dist_mat", dist_mat, "(m, n) or (m, n, *)",
                                            min_ndim=2)
     grad_out = _checks.grad_like(func, grad_out, dist_mat.shape[2:], dist_mat.dtype, target)
-    if target == "gpu":
-        if grad_out.ndim == 0:
-            grad_out = grad_out.reshape(1)
-    return backend(target).shortest_dist_vjp(dist_mat, np.asarray(grad_out) if target == "cpu" else grad_out)
+    return backend(target).shortest_dist_vjp(dist_mat, grad_out)

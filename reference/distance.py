@@ -137,14 +137,14 @@ def normalize_vjp(x, grad_out, axis=-1):
         return ((grad_out / denom - radial) / scale).astype(x.dtype, copy=False)
 
 
-def _squared_dist(x, y):
+def _sq_dist(x, y):
     """Squared distances between the rows of ``x [..., m, d]`` and ``y [..., n, d]``: ``[..., m, n]``."""
     diff = x[..., :, None, :] - y[..., None, :, :]
     return np.sum(diff * diff, axis=-1)
 
 
 def _euclidean(x, y):
-    return np.sqrt(np.maximum(_squared_dist(x, y), SQ_DIST_CLAMP))
+    return np.sqrt(np.maximum(_sq_dist(x, y), SQ_DIST_CLAMP))
 
 
 def _euclidean_vjp(x, y, grad_out):
@@ -153,7 +153,7 @@ def _euclidean_vjp(x, y, grad_out):
     ``d dist / d sq = 1 / (2 dist)`` where the clamp is inactive, 0 where it is active;
     ``d sq / d x_i = 2 (x_i - y_j)`` and ``d sq / d y_j = -2 (x_i - y_j)``.
     """
-    sq = _squared_dist(x, y)
+    sq = _sq_dist(x, y)
     dist = np.sqrt(np.maximum(sq, SQ_DIST_CLAMP))
     with np.errstate(divide="ignore", invalid="ignore"):  # dist 0 only where no clamp: masked
         grad_sq = np.where((sq >= SQ_DIST_CLAMP) & (sq > 0), grad_out / (2 * dist), 0)

@@ -1,7 +1,7 @@
 """The local distance: formula 1 on every stripe pair, then formula 2 on the resulting matrix."""
-import sys
-
 import numpy as np
+
+from alignedreid_dp.progress import report
 
 from . import _checks
 from .distance import _euclidean, _euclidean_vjp, _stripe
@@ -35,7 +35,7 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
         Query images computed together against the whole gallery (default: one at a
         time); memory grows with it. The result does not depend on it.
     progress : bool
-        Print the number of finished queries to stderr after every chunk.
+        Report the finished pairs on stderr after every chunk (``alignedreid_dp.progress``).
 
     Returns
     -------
@@ -55,13 +55,13 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     _checks.progress(func, progress)
     big_m, big_n = x.shape[0], y.shape[0]
     out = np.empty((big_m, big_n), dtype=x.dtype)
-    for start in range(0, big_m, chunk):
-        queries = x[start:start + chunk]
-        # every query of the chunk against every gallery image, as aligned pairs
-        pairs = _pair_dist(np.repeat(queries, big_n, axis=0), np.tile(y, (len(queries), 1, 1)))
-        out[start:start + len(queries)] = pairs.reshape(len(queries), big_n)
-        if progress:
-            print(f"local_dist: {start + len(queries)}/{big_m} queries", file=sys.stderr)
+    with report(func, big_m * big_n, progress) as shown:
+        for start in range(0, big_m, chunk):
+            queries = x[start:start + chunk]
+            # every query of the chunk against every gallery image, as aligned pairs
+            pairs = _pair_dist(np.repeat(queries, big_n, axis=0), np.tile(y, (len(queries), 1, 1)))
+            out[start:start + len(queries)] = pairs.reshape(len(queries), big_n)
+            shown.update(pairs.size)
     return out
 
 

@@ -1,11 +1,20 @@
-"""The plain torch AlignedReID loss, written cell by cell the way widely used code writes it.
+"""The plain recurrences, written cell by cell the way widely used AlignedReID code writes
+them: the one copy that the tests and ``benchmarks`` hold the implementations against.
 
-Nothing here is fast or guarded: it is the textbook recurrence, differentiated by autograd
-op by op, to hold the implementations against in end-to-end checks. Formula 1 is the
-literal ``(e^x - 1) / (e^x + 1)`` (fine in float64 for the normalised features used
-here: ``x <= 2``), formula 2 one ``torch.minimum`` per cell, mining a masked max/min.
+Nothing here is fast or guarded: formula 2 is the textbook recurrence, one
+``torch.minimum`` per cell, differentiated by autograd op by op (``torch.minimum`` passes
+half the gradient to each side on a tie, as the contract's VJP); a path's sum is added
+cell by cell in path order. ``batch_local_dist`` and ``aligned_loss`` are the plain
+training loss of the end-to-end checks: formula 1 as the literal ``(e^x - 1) / (e^x + 1)``
+(fine in float64 for the normalised features used there: ``x <= 2``), mining a masked
+max/min. ``batch_local_dist_tanh`` is the benchmarks' baseline, whose formula 1 and
+distances are the fast code's torch expressions, so that only formula 2 differs.
 """
+import numpy as np
 import torch
+
+import reference
+from reference import error_model
 
 
 def euclidean_dist(x, y):
@@ -20,8 +29,9 @@ def batch_euclidean_dist(x, y):
     return sq.clamp(min=1e-12).sqrt()
 
 
-def shortest_dist(dist_mat):
-    """Formula 2 on ``[m, n, *batch]``, cell by cell."""
+def _table(dist_mat, meet=None):
+    """The table of formula 2 on ``[m, n, *batch]``, cell by cell; ``meet(up, left)`` sees
+    the two sides of every interior cell's minimum."""
     m, n = dist_mat.shape[:2]
     table = [[None] * n for _ in range(m)]
     for i in range(m):
@@ -33,8 +43,57 @@ def shortest_dist(dist_mat):
             elif j == 0:
                 table[i][j] = table[i - 1][j] + dist_mat[i, j]
             else:
-                table[i][j] = torch.minimum(table[i - 1][j], table[i][j - 1]) + dist_mat[i, j]
-    return table[-1][-1]
+                up, left = table[i - 1][j], table[i][j - 1]
+                if meet is not None:
+                    meet(up, left)
+                table[i][j] = torch.minimum(up, left) + dist_mat[i, j]
+    return table
+
+
+def shortest_dist(dist_mat):
+    """Formula 2 on ``[m, n, *batch]``, cell by cell: shape ``(*batch)``."""
+    return _table(dist_mat)[-1][-1]
+
+
+def tie_gap(dist_mat):
+    """The smallest ``|up - left|`` over the interior cells of formula 2 on ``[m, n, *]``
+    (``inf`` without interior cells): how far every ``min`` is from switching side."""
+    gaps = []
+    _table(dist_mat.detach(), lambda up, left: gaps.append(float((up - left).abs().min())))
+    return min(gaps, default=float("inf"))
+
+
+def path_sum(d, path):
+    """The sum of ``d`` along ``path`` (cells ``(i, j)``), added in path order in the dtype
+    of ``d``, as formula 2 adds it."""
+    total = d[path[0]]
+    for cell in path[1:]:
+        total = total + d[cell]
+    return total
+
+
+def paths_clear_of_ties(x, y, margins):
+    """Whether the best path of every aligned pair ``x[k]``, ``y[k]`` (the oracle's formula
+    1) beats every other path by more than ``margins`` (one per pair, or one for all):
+    where it does not, two correct implementations may take different paths and have
+    different gradients (``reference.error_model.path_margin``)."""
+    stripes = reference.stripe_dist(reference.batch_euclidean_dist(x, y))
+    margins = np.broadcast_to(np.ravel(margins), (len(stripes),))
+    return all(error_model.path_margin(s) > t for s, t in zip(stripes, margins))
+
+
+def batch_stripes(x, y):
+    """Formula 1 from explicit differences on every stripe pair of ``x [K, m, d]`` and
+    ``y [K, n, d]``, laid out ``[m, n, K]`` for ``shortest_dist``."""
+    sq = ((x[:, :, None, :] - y[:, None, :, :]) ** 2).sum(-1)
+    return torch.tanh(torch.sqrt(torch.clamp(sq, min=1e-12)) / 2).permute(1, 2, 0)
+
+
+def local_dist(x, y):
+    """Every query of ``x [M, m, d]`` against every gallery image of ``y [N, n, d]``."""
+    big_m, big_n = x.shape[0], y.shape[0]
+    pairs = batch_stripes(x.repeat_interleave(big_n, 0), y.repeat(big_m, 1, 1))
+    return shortest_dist(pairs).reshape(big_m, big_n)
 
 
 def batch_local_dist(x, y):
@@ -42,6 +101,16 @@ def batch_local_dist(x, y):
     euclid = batch_euclidean_dist(x, y)
     stripes = (torch.exp(euclid) - 1) / (torch.exp(euclid) + 1)
     return shortest_dist(stripes.permute(1, 2, 0))
+
+
+def batch_local_dist_tanh(x, y):
+    """``[N, m, d]``, ``[N, n, d]`` -> ``[N]``: formula 1 as ``tanh(e / 2)`` on the norm
+    expansion (the fast code's torch expressions), then formula 2 cell by cell."""
+    xx = (x * x).sum(-1).unsqueeze(2)
+    yy = (y * y).sum(-1).unsqueeze(1)
+    sq = xx + yy - 2 * torch.bmm(x, y.transpose(1, 2))
+    stripe = torch.tanh(sq.clamp(min=1e-12).sqrt() * 0.5)
+    return shortest_dist(stripe.permute(1, 2, 0))
 
 
 def normalize(x):

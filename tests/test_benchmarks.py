@@ -43,10 +43,12 @@ def test_the_in_step_row_times_the_loss_of_fresh_features():
     # features: the loss row must see features that change, with their gradient.
     cnn = workloads._StripeCNN("cpu", pairs=4)
     cnn.step()
-    first = cnn.x.clone()
+    first = cnn.x.detach().clone()
+    np.testing.assert_array_equal(cnn.y.detach().numpy(), first[cnn.partner].numpy())
     cnn.loss(lambda x, y: (x - y).square().sum((1, 2)))()
     assert cnn.x.grad is not None and cnn.x.shape == (4, workloads.STRIPES,
                                                       workloads.FEATURES)
+    assert cnn.y.grad is not None and cnn.y.shape == cnn.x.shape
     cnn.step()
     assert not torch.equal(cnn.x, first), "the SGD step did not change the features"
 

@@ -1,9 +1,9 @@
-"""The compile-time check of the GPU kernels (``numba_impl.gpu_compile``): its shim and rules.
+"""The compile-time check of the GPU kernels (``numba_impl.gpu.compile``): its shim and rules.
 
 These compile small kernels for real targets with the CUDA toolkit (NVVM, libdevice,
 ptxas) and no GPU; without the toolkit they fail, as the check itself does in CI. That
 every kernel of ``numba_impl.gpu`` passes the rules is the job of
-``python -m numba_impl.gpu_compile`` (a step of ``.ci/run``); here each rule is shown to
+``python -m numba_impl.gpu.compile`` (a step of ``.ci/run``); here each rule is shown to
 catch what it is for, so that its silence there means something.
 """
 import numpy as np
@@ -13,7 +13,8 @@ cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is part of the [numb
 
 from numba import types  # noqa: E402
 
-from numba_impl import gpu, gpu_compile  # noqa: E402
+from numba_impl import gpu  # noqa: E402
+from numba_impl.gpu import compile as gpu_compile  # noqa: E402
 
 F32 = types.Array(types.float32, 1, "C")
 
@@ -142,10 +143,17 @@ def test_every_rule_has_its_verdict():
 
 def test_every_kernel_of_gpu_is_declared():
     # a kernel written with a bare @cuda.jit would escape the compile-time check
+    import importlib
+    import pkgutil
+
     declared = {id(kernel) for kernel, _ in gpu.KERNELS.values()}
-    kernels = [name for name, value in vars(gpu).items()
+    modules = [importlib.import_module(f"numba_impl.gpu.{m.name}")
+               for m in pkgutil.iter_modules(gpu.__path__)]
+    kernels = [(module.__name__, name, value) for module in modules
+               for name, value in vars(module).items()
                if type(value).__name__ == "CUDADispatcher" and not value.targetoptions.get("device")]
-    assert kernels and all(id(getattr(gpu, name)) in declared for name in kernels)
+    assert kernels and all(id(value) in declared for _, _, value in kernels), \
+        [f"{module}.{name}" for module, name, value in kernels if id(value) not in declared]
 
 
 def test_missing_toolkit_fails_and_says_so(monkeypatch):

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import reference
 from reference import error_model
+from . import naive
 from .assertions import assert_bitwise, assert_within
 from .strategies import (cost_matrices, cost_matrices_with_extremes, extreme_stripe_features,
                               labels, stripe_features)
@@ -65,8 +66,7 @@ def _pairs_far_from_ties(x, y, func, h):
         return True
     if func == "local_dist":
         x, y = np.repeat(x, len(y), axis=0), np.tile(y, (len(x), 1, 1))
-    stripes = reference.stripe_dist(reference.batch_euclidean_dist(x, y))
-    return all(error_model.path_margin(s) > 100 * h for s in stripes)
+    return naive.paths_clear_of_ties(x, y, 100 * h)
 
 
 @pytest.mark.parametrize("func, arrange", FEATURE_FUNCS, ids=[f for f, _ in FEATURE_FUNCS])
@@ -196,16 +196,11 @@ def test_shortest_dist_gradient_half_split_on_a_tie(impl):
                                   err_msg=f"{impl.name}: tie not split in half")
 
 
-def _far_from_ties(x, y, tol_pairs):
-    stripes = reference.stripe_dist(reference.batch_euclidean_dist(x, y))
-    return all(error_model.path_margin(s) > 2 * t for s, t in zip(stripes, np.ravel(tol_pairs)))
-
-
 @pytest.mark.uses("batch_local_dist", "batch_local_dist_vjp")
 @given(stripe_features(pairs=True, dtype=np.float64), st.integers(0, 2**32 - 1))
 def test_batch_local_dist_gradient(impl, data, seed):
     x, y = data
-    assume(_far_from_ties(x, y, error_model.batch_local_dist_tolerance(x, y, np.float64)))
+    assume(naive.paths_clear_of_ties(x, y, 2 * error_model.batch_local_dist_tolerance(x, y, np.float64)))
     g = np.random.default_rng(seed).normal(size=x.shape[0])
     tol = error_model.local_grad_tolerance(x, y, g, np.float64)
     got = impl.vjp("batch_local_dist", x, y, grad_out=g)
@@ -219,7 +214,8 @@ def test_batch_local_dist_gradient(impl, data, seed):
 def test_local_dist_gradient(impl, data, seed):
     x, y = data
     xx, yy = np.repeat(x, len(y), axis=0), np.tile(y, (len(x), 1, 1))
-    assume(_far_from_ties(xx, yy, error_model.batch_local_dist_tolerance(xx, yy, np.float64)))
+    assume(naive.paths_clear_of_ties(xx, yy,
+                                      2 * error_model.batch_local_dist_tolerance(xx, yy, np.float64)))
     g = np.random.default_rng(seed).normal(size=(len(x), len(y)))
     tol = error_model.local_grad_tolerance(xx, yy, g.ravel(), np.float64)
     got = impl.vjp("local_dist", x, y, grad_out=g)

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import reference
 from reference import error_model
+from . import naive
 from .assertions import assert_bitwise, assert_within, baseline
 from .strategies import (cost_matrices_with_extremes, distance_matrices, labels, layouts,
                               repeated_along, stripe_features)
@@ -33,13 +34,6 @@ U64 = error_model.unit_roundoff(np.float64)
 def _for_layout(data, layout, array, axes=None):
     """``array`` as drawn, or made constant along an axis from ``axes`` for ``expanded``."""
     return data.draw(repeated_along(array, axes)) if layout == "expanded" else array
-
-
-def _path_margins_exceed(x, y, tol_pairs):
-    """Every pair's optimal path wins by more than twice its tolerance (else two correct
-    calls may take different paths and have different gradients)."""
-    stripes = reference.stripe_dist(reference.batch_euclidean_dist(x, y))
-    return all(error_model.path_margin(s) > 2 * t for s, t in zip(stripes, np.ravel(tol_pairs)))
 
 
 @pytest.mark.uses("shortest_dist", "shortest_dist_vjp")
@@ -140,7 +134,8 @@ def test_local_distances(impl, layout, features, seed, data):
                   "batch_local_dist", [x, y])
     x, y = x.astype(np.float64), y.astype(np.float64)
     xx, yy = np.repeat(x, len(y), axis=0), np.tile(y, (len(x), 1, 1))
-    assume(_path_margins_exceed(xx, yy, error_model.batch_local_dist_tolerance(xx, yy, np.float64)))
+    assume(naive.paths_clear_of_ties(
+        xx, yy, 2 * error_model.batch_local_dist_tolerance(xx, yy, np.float64)))
     rng = np.random.default_rng(seed)
     g = rng.normal(size=(len(x), len(y)))
     tol = error_model.local_grad_tolerance(xx, yy, g.ravel(), np.float64)
@@ -201,7 +196,7 @@ def test_losses(impl, margin, layout, ids, seed, mined, data):
     feat = reference.normalize(local_feat) if normalize else local_feat
     a, k = np.nonzero(~np.eye(n, dtype=bool))
     tol_pairs = error_model.batch_local_dist_tolerance(feat[a], feat[k], np.float64)
-    assume(_path_margins_exceed(feat[a], feat[k], tol_pairs))
+    assume(naive.paths_clear_of_ties(feat[a], feat[k], 2 * tol_pairs))
     if mined:
         local = reference.local_dist(feat, feat)
         assume(error_model.mining_margin(local, ids) > 2 * tol_pairs.max())

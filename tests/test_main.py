@@ -46,4 +46,9 @@ def test_plot_file(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert np.isfinite(target.stat().st_size)
+    from matplotlib import image
+
+    picture = image.imread(target)  # decodes: a whole PNG, not a header
+    colours = np.unique(picture.reshape(-1, picture.shape[-1]), axis=0)
+    assert picture.ndim == 3 and min(picture.shape[:2]) >= 100, picture.shape
+    assert len(colours) > 10, f"{len(colours)} colours: a blank picture, not the alignment"

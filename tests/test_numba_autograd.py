@@ -14,32 +14,7 @@ import torch  # a dependency of the bridge: a missing or broken install must fai
 import numba_impl
 import numba_impl.autograd as nba
 
-
-def _plain_table_last(d):
-    """Formula 2 in torch, cell by cell: ``d`` is ``[m, n, *]``."""
-    m, n = d.shape[:2]
-    rows = [d[0, 0]]
-    for j in range(1, n):
-        rows.append(rows[-1] + d[0, j])
-    for i in range(1, m):
-        row = [rows[0] + d[i, 0]]
-        for j in range(1, n):
-            row.append(torch.minimum(rows[j], row[j - 1]) + d[i, j])
-        rows = row
-    return rows[-1]
-
-
-def _plain_stripes(x, y):
-    """Formula 1 on every stripe pair of ``x [K, m, d]`` and ``y [K, n, d]``: ``[m, n, K]``."""
-    sq = ((x[:, :, None, :] - y[:, None, :, :]) ** 2).sum(-1)
-    return torch.tanh(torch.sqrt(torch.clamp(sq, min=1e-12)) / 2).permute(1, 2, 0)
-
-
-def _plain_local(x, y):
-    big_m, big_n = x.shape[0], y.shape[0]
-    xs = x.repeat_interleave(big_n, 0)
-    ys = y.repeat(big_m, 1, 1)
-    return _plain_table_last(_plain_stripes(xs, ys)).reshape(big_m, big_n)
+from . import naive
 
 
 def _leaf(array):
@@ -65,7 +40,7 @@ def _compare(fn_bridge, fn_plain, inputs, rng):
 
 
 def test_shortest_dist_matches_torch_autograd(rng):
-    _compare(nba.shortest_dist, _plain_table_last, [rng.random((4, 6, 3, 5))], rng)
+    _compare(nba.shortest_dist, naive.shortest_dist, [rng.random((4, 6, 3, 5))], rng)
 
 
 def test_shortest_dist_tie_gradient_is_half(rng):
@@ -76,13 +51,14 @@ def test_shortest_dist_tie_gradient_is_half(rng):
 
 def test_batch_local_dist_matches_torch_autograd(rng):
     x, y = rng.standard_normal((5, 4, 6)), rng.standard_normal((5, 3, 6))
-    _compare(nba.batch_local_dist, lambda a, b: _plain_table_last(_plain_stripes(a, b)), [x, y], rng)
+    _compare(nba.batch_local_dist, lambda a, b: naive.shortest_dist(naive.batch_stripes(a, b)),
+             [x, y], rng)
 
 
 @pytest.mark.parametrize("chunk_size", [None, 2])
 def test_local_dist_matches_torch_autograd(rng, chunk_size):
     x, y = rng.standard_normal((5, 4, 6)), rng.standard_normal((7, 3, 6))
-    _compare(lambda a, b: nba.local_dist(a, b, chunk_size=chunk_size), _plain_local, [x, y], rng)
+    _compare(lambda a, b: nba.local_dist(a, b, chunk_size=chunk_size), naive.local_dist, [x, y], rng)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -1,7 +1,7 @@
 """numba_impl's CPU kernels at their internal edges: tiles, pair blocks, chunk sizes, tanh.
 
 The CPU ``local_dist`` works in tiles (``chunk_size`` queries x a gallery slice sized by
-``cpu.TILE_BYTES``) and ``shortest_dist`` in blocks of ``cpu.PAIR_BLOCK`` pairs. Formula 2
+``_consts.TILE_BYTES``) and ``shortest_dist`` in blocks of ``_consts.PAIR_BLOCK`` pairs. Formula 2
 and the VJPs do the same arithmetic whatever tile or block holds a pair, so those tests
 demand bitwise equality (and with the oracle for formula 2, the contract's exactness
 rule); ``local_dist``'s dot products come from BLAS, whose rounding may depend on the
@@ -16,7 +16,8 @@ from numba import njit
 
 import numba_impl
 import reference
-from numba_impl import _tanh, cpu
+from numba_impl import _consts, cpu
+from numba_impl.cpu import tanh as _tanh
 
 
 def _features(rng, count, stripes, dim, dtype=np.float32):
@@ -34,8 +35,8 @@ def rng():
 def small_tiles(monkeypatch):
     """Tiles of 3 queries x 5 gallery images (8x8 stripes, float32), so that small
     problems cross many tile edges."""
-    monkeypatch.setattr(cpu, "TILE_QUERIES", 3)
-    monkeypatch.setattr(cpu, "TILE_BYTES", 3 * 8 * 8 * 4 * 5)
+    monkeypatch.setattr(_consts, "TILE_QUERIES", 3)
+    monkeypatch.setattr(_consts, "TILE_BYTES", 3 * 8 * 8 * 4 * 5)
 
 
 def _assert_chunk_sizes_agree(x, y, chunk_sizes):
@@ -98,8 +99,8 @@ def test_progress_goes_to_stderr_and_changes_nothing(rng, capsys, small_tiles):
     assert f"{7 * 12}/{7 * 12} pairs" in lines[-1]
 
 
-@pytest.mark.parametrize("pairs", [1, cpu.PAIR_BLOCK - 1, cpu.PAIR_BLOCK, cpu.PAIR_BLOCK + 1,
-                                   2 * cpu.PAIR_BLOCK + 1])
+@pytest.mark.parametrize("pairs", [1, _consts.PAIR_BLOCK - 1, _consts.PAIR_BLOCK, _consts.PAIR_BLOCK + 1,
+                                   2 * _consts.PAIR_BLOCK + 1])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_shortest_dist_around_pair_blocks_is_bitwise_the_oracle(rng, pairs, dtype):
     d = rng.random((5, 7, pairs)).astype(dtype)
@@ -118,10 +119,10 @@ def test_local_dist_vjp_is_the_same_for_every_query_tile(rng, monkeypatch, dtype
     x, y = _features(rng, 10, 4, 8, dtype), _features(rng, 6, 5, 8, dtype)
     grad_out = rng.random((10, 6)).astype(dtype)
     per_query = 6 * 4 * 5 * np.dtype(dtype).itemsize
-    monkeypatch.setattr(cpu, "TILE_BYTES", per_query * 10)
+    monkeypatch.setattr(_consts, "TILE_BYTES", per_query * 10)
     untiled = numba_impl.local_dist_vjp(x, y, grad_out)
     for queries in (1, 3, 4, 9):
-        monkeypatch.setattr(cpu, "TILE_BYTES", per_query * queries)
+        monkeypatch.setattr(_consts, "TILE_BYTES", per_query * queries)
         for got, want in zip(numba_impl.local_dist_vjp(x, y, grad_out), untiled):
             np.testing.assert_array_equal(got, want, err_msg=f"{queries} queries per tile")
 
@@ -170,7 +171,7 @@ def test_batch_local_dist_is_the_same_for_every_pair_block(rng, monkeypatch, dty
     grad_out = rng.random(11).astype(dtype)
     whole = numba_impl.batch_local_dist(x, y), *numba_impl.batch_local_dist_vjp(x, y, grad_out)
     for block in (1, 3, 10, 11):
-        monkeypatch.setattr(cpu, "PAIR_BLOCK", block)
+        monkeypatch.setattr(_consts, "PAIR_BLOCK", block)
         got = numba_impl.batch_local_dist(x, y), *numba_impl.batch_local_dist_vjp(x, y, grad_out)
         for g, w in zip(got, whole):
             np.testing.assert_array_equal(g, w, err_msg=f"{block} pairs per block")

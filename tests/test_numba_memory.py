@@ -1,6 +1,6 @@
 """numba_impl's CPU kernels size their work buffers by the work, not by a worst case.
 
-With many stripes and few pairs, buffers sized for ``cpu.PAIR_BLOCK`` pairs cost hundreds
+With many stripes and few pairs, buffers sized for ``_consts.PAIR_BLOCK`` pairs cost hundreds
 of MiB (``local_dist`` of 2 x 2 images with 300 stripes rose peak memory by ~350 MiB).
 Numba's allocations are invisible to ``tracemalloc``, so each function runs in a fresh
 process that reads the kernel's high-water mark of resident memory (Linux: reset through

@@ -1,7 +1,7 @@
 """numba_impl called from several Python threads at once, under every threading layer.
 
 Numba's ``workqueue`` layer aborts the process when two threads enter parallel code
-together; ``numba_impl._threads`` serialises parallel kernels there and leaves the
+together; ``numba_impl.cpu.threads`` serialises parallel kernels there and leaves the
 thread-safe layers concurrent. Each run is a fresh process (the layer is chosen once per
 process, by ``NUMBA_THREADING_LAYER``): four threads call several functions, in different
 orders, many times, and every result must equal the single-threaded one bit for bit (the
@@ -22,7 +22,7 @@ _SCRIPT = textwrap.dedent("""
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(20, 6, 16)), rng.normal(size=(30, 6, 16))
-    pairs = rng.normal(size=(600, 4, 8))  # more than cpu.PAIR_BLOCK: the parallel kernels
+    pairs = rng.normal(size=(600, 4, 8))  # more than _consts.PAIR_BLOCK: the parallel kernels
     d = rng.random((7, 9, 600))
     labels = np.repeat(np.arange(10), 2)
     calls = {

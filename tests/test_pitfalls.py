@@ -9,16 +9,9 @@ import reference
 from reference import error_model
 
 from .assertions import assert_bitwise, assert_within
+from .naive import path_sum
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64])
-
-
-def _sequential_sum(d, path):
-    """The cost of ``path`` through ``d``, added cell by cell in ``d``'s dtype (as formula 2)."""
-    total = d[path[0]]
-    for cell in path[1:]:
-        total = total + d[cell]
-    return total
 
 
 # Formula 1 ------------------------------------------------------------------------------
@@ -149,10 +142,10 @@ def test_local_dist_2d_uses_whole_matrix(impl, ref, dtype):
     d = _stripe_matrix(dtype)
     m, n = d.shape
     paths = reference.monotone_paths(m, n)
-    costs = [_sequential_sum(d, p) for p in paths]
+    costs = [path_sum(d, p) for p in paths]
     best = min(costs)
     first_column_sum = d[:, 0].sum(dtype=dtype)
-    down_then_right = _sequential_sum(d, paths[0])  # the first column, then the last row
+    down_then_right = path_sum(d, paths[0])  # the first column, then the last row
     assert paths[0] == [(i, 0) for i in range(m)] + [(m - 1, j) for j in range(1, n)]
     assert best < down_then_right and best != first_column_sum  # the matrix is meaningful
 
@@ -217,7 +210,7 @@ def test_backtracking_stays_on_grid(impl, ref, case, d, dtype):
     if case.endswith("left-bottom"):
         assert path == [(i, 0) for i in range(m)] + [(m - 1, j) for j in range(1, n)], path
     # The path found by backtracking costs what formula 2 says, in every implementation.
-    assert_bitwise(_sequential_sum(d, path), dist, ref, "shortest_path", [d])
+    assert_bitwise(path_sum(d, path), dist, ref, "shortest_path", [d])
     assert_bitwise(impl("shortest_dist", d), dist, impl, "shortest_dist", [d])
 
 

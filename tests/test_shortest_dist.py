@@ -9,21 +9,15 @@ import numpy as np
 import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import reference
 from reference.error_model import unit_roundoff
 from .assertions import assert_bitwise, assert_within
+from .naive import path_sum
 from .strategies import cost_matrices, cost_matrices_with_extremes, matrix_and_path
 
 pytestmark = pytest.mark.uses("shortest_dist")
-
-
-def path_sum(d, path):
-    """The sum of ``d`` along ``path``, added in path order, in the dtype of ``d``."""
-    total = d[path[0]]
-    for cell in path[1:]:
-        total = total + d[cell]
-    return total
 
 
 @given(cost_matrices(specials=None))
@@ -42,6 +36,27 @@ def test_bitwise_equal_to_oracle(impl, d):
 @given(cost_matrices_with_extremes(batch=True))
 def test_bitwise_equal_to_oracle_with_infinite_cells(impl, d):
     assert_bitwise(impl("shortest_dist", d), reference.shortest_dist(d), impl, "shortest_dist", [d])
+
+
+# +inf and -inf in one matrix: a path through both sums to inf + (-inf), NaN with no NaN
+# in the input. The contract keeps the recurrence's IEEE arithmetic there too: NaN exactly
+# where the oracle has it, every other value bitwise.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@given(cost_matrices_with_extremes(batch=True), st.data())
+def test_opposite_infinities_follow_the_recurrence(impl, d, data):
+    negative = data.draw(hnp.arrays(np.bool_, d.shape, elements=st.sampled_from([False] * 5 + [True])))
+    d[negative] = -np.inf
+    assert_bitwise(impl("shortest_dist", d), reference.shortest_dist(d), impl, "shortest_dist", [d])
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_opposite_infinities_on_one_path_give_nan(impl, dtype):
+    d = np.array([[np.inf, 1.0], [1.0, -np.inf]], dtype)  # S[1,1] = min(inf, inf) + -inf
+    assert np.isnan(impl("shortest_dist", d)), f"{impl.name}: inf + -inf must be NaN"
+    d = np.array([[0.0, np.inf], [-np.inf, 0.0]], dtype)  # no path meets both: -inf
+    assert impl("shortest_dist", d) == -np.inf, f"{impl.name}: the path through -inf only"
 
 
 @given(cost_matrices(max_side=7))

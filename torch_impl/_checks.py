@@ -68,7 +68,7 @@ def check_min_dims(fn, name, x, min_dims, shape_text):
     return x
 
 
-def check_pair(fn, x, y, x_shape, y_shape, dims):
+def check_feature_pair(fn, x, y, x_shape, y_shape, dims):
     """Check two feature tensors that are compared with each other.
 
     Both must be float tensors of rank ``dims`` with the same dtype, on the
@@ -90,8 +90,10 @@ def check_pair(fn, x, y, x_shape, y_shape, dims):
             f"x {_shape(x)} and y {_shape(y)}")
 
 
-def check_same_batch(fn, x, y):
-    """Batched pairs: ``x[k]`` goes with ``y[k]``, so the first axes agree."""
+def check_batch_pair(fn, x, y):
+    """Batched pairs ``[N, m, d]``, ``[N, n, d]``: ``x[k]`` goes with ``y[k]``, so the first
+    axes agree too."""
+    check_feature_pair(fn, x, y, "(N, m, d)", "(N, n, d)", 3)
     if x.shape[0] != y.shape[0]:
         raise ValueError(
             f"{fn}: x and y must have the same number of pairs N; got "

@@ -14,8 +14,8 @@ import torch
 from . import _checks
 from ._autocast import float32_under_autocast
 
-EPS_NORM = 1e-12  # added to the norm in normalize
-EPS_SQ = 1e-12    # lower bound of the squared distance
+NORM_EPS = 1e-12       # added to the norm in normalize
+SQ_DIST_CLAMP = 1e-12  # lower bound of the squared distance
 
 
 @float32_under_autocast
@@ -49,7 +49,7 @@ def normalize(x, axis=-1):
     scale = _overflow_scale(x, axis)
     x = x / scale  # exact where scale is 1: the usual case computes x / (|x| + eps)
     norm = torch.linalg.vector_norm(x, ord=2, dim=axis, keepdim=True)
-    return x / (norm + EPS_NORM / scale)
+    return x / (norm + NORM_EPS / scale)
 
 
 def _overflow_scale(x, axis):
@@ -118,12 +118,12 @@ def euclidean_dist(x, y):
     ...                           torch.tensor([[3.0, 4.0]]))
     tensor([[5.]])
     """
-    _checks.check_pair("euclidean_dist", x, y, "(m, d)", "(n, d)", 2)
+    _checks.check_feature_pair("euclidean_dist", x, y, "(m, d)", "(n, d)", 2)
     xx, yy = _squared_norms(x), _squared_norms(y)
     sq = torch.addmm(yy.unsqueeze(0), x, y.t(), alpha=-2) + xx.unsqueeze(1)
     if not _expansion_is_safe(xx, yy):
         sq = _redo_overflowed(sq, x, y)
-    return sq.clamp(min=EPS_SQ).sqrt()
+    return sq.clamp(min=SQ_DIST_CLAMP).sqrt()
 
 
 @float32_under_autocast
@@ -149,9 +149,8 @@ def batch_euclidean_dist(x, y):
     tensor([[[5., 1.]]])
     """
     fn = "batch_euclidean_dist"
-    _checks.check_pair(fn, x, y, "(N, m, d)", "(N, n, d)", 3)
-    _checks.check_same_batch(fn, x, y)
-    return _batch_sq_dist(x, y).clamp(min=EPS_SQ).sqrt()
+    _checks.check_batch_pair(fn, x, y)
+    return _batch_sq_dist(x, y).clamp(min=SQ_DIST_CLAMP).sqrt()
 
 
 def _batch_sq_dist(x, y):

@@ -16,14 +16,14 @@ norms times 0.25), which gives ``x / 2`` for ``tanh`` directly; scaling by a
 power of two is exact, so this changes no bit of the result.
 """
 
-import sys
-
 import torch
 import torch.nn.functional as F
 
+from alignedreid_dp import progress as _progress
+
 from . import _checks
 from ._autocast import float32_under_autocast
-from .distance import (EPS_SQ, _batch_sq_dist, _expansion_is_safe,
+from .distance import (SQ_DIST_CLAMP, _batch_sq_dist, _expansion_is_safe,
                        _redo_overflowed, _squared_norms)
 from .path import (_value, _ShortestDist, _skewed_buffer, _table_forward,
                    _unit_flow)
@@ -33,10 +33,10 @@ from .path import (_value, _ShortestDist, _skewed_buffer, _table_forward,
 # passes after the product run from cache; a GPU wants fewer, larger blocks.
 _BLOCK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}
 
-# Per dtype, the largest number below EPS_SQ / 4: ``q > it`` is ``q >= EPS_SQ
+# Per dtype, the largest number below SQ_DIST_CLAMP / 4: ``q > it`` is ``q >= SQ_DIST_CLAMP
 # / 4`` in that dtype, the cells where the clamp is not active.
 _BELOW_CLAMP = {
-    dtype: torch.nextafter(torch.tensor(EPS_SQ / 4, dtype=dtype),
+    dtype: torch.nextafter(torch.tensor(SQ_DIST_CLAMP / 4, dtype=dtype),
                            torch.tensor(0.0, dtype=dtype)).item()
     for dtype in (torch.float32, torch.float64)}
 
@@ -52,7 +52,7 @@ class _BatchLocalDist(torch.autograd.Function):
         (N, m, _), n = x.shape, y.shape[1]
         # Squared distances / 4 (exact scaling), so that sqrt gives e / 2.
         # The norms by one fused reduction each: no [N, m, d] temporary.
-        xx, yy = _norms_squared(x), _norms_squared(y)
+        xx, yy = _squared_norms_fused(x), _squared_norms_fused(y)
         quarter = torch.baddbmm(yy.unsqueeze(1), x, y.transpose(1, 2),
                                 beta=0.25, alpha=-0.5)
         quarter.add_(xx.unsqueeze(2), alpha=0.25)
@@ -63,13 +63,13 @@ class _BatchLocalDist(torch.autograd.Function):
         # writes there, sqrt and tanh follow in place (no intermediate, no
         # copy; the same operations, so the same bits).
         stripe = cells.permute(2, 0, 1)
-        torch.clamp_min(quarter, EPS_SQ / 4, out=stripe).sqrt_().tanh_()
+        torch.clamp_min(quarter, SQ_DIST_CLAMP / 4, out=stripe).sqrt_().tanh_()
         if not any(ctx.needs_input_grad):
             return _value(cells)
         # d tanh(e/2)/d sq = (1 - t^2) / (4 e) = (1 - t^2) / (8 half), with
         # half = e / 2; the backward pass applies the constant, so keep
         # (1 - t^2) / half, and 0 where the clamp is active: there the divisor
-        # is +inf (threshold keeps exactly the quarters >= EPS_SQ / 4, where
+        # is +inf (threshold keeps exactly the quarters >= SQ_DIST_CLAMP / 4, where
         # sqrt gives half).  ones_like(quarter) first: slope comes out
         # contiguous, the layout the products of the backward pass want.
         slope = torch.addcmul(torch.ones_like(quarter), stripe, stripe,
@@ -107,9 +107,10 @@ class _BatchLocalDist(torch.autograd.Function):
         return grad_x, grad_y
 
 
-def _norms_squared(x):
-    """``|x_i|^2`` along the last axis, without autograd (the gradient of
-    the norm is NaN at 0)."""
+def _squared_norms_fused(x):
+    """``|x_i|^2`` along the last axis by one fused reduction (no ``x * x``
+    temporary, unlike ``distance._squared_norms``), without autograd (the
+    gradient of the norm is NaN at 0)."""
     return torch.linalg.vector_norm(x, dim=-1).square_()
 
 
@@ -120,7 +121,7 @@ def _double_backward(ctx, x, y, table, grad_out):
     grad_stripe = flow * grad_out[:, None, None]
     wanted = [t for t, need in zip((x, y), ctx.needs_input_grad) if need]
     with torch.enable_grad():
-        again = torch.tanh(_batch_sq_dist(x, y).clamp(min=EPS_SQ).sqrt() * 0.5)
+        again = torch.tanh(_batch_sq_dist(x, y).clamp(min=SQ_DIST_CLAMP).sqrt() * 0.5)
         grads = iter(torch.autograd.grad(again, wanted, grad_stripe,
                                          create_graph=True))
     return tuple(next(grads) if need else None
@@ -151,8 +152,7 @@ def batch_local_dist(x, y):
     1.5e-06
     """
     fn = "batch_local_dist"
-    _checks.check_pair(fn, x, y, "(N, m, d)", "(N, n, d)", 3)
-    _checks.check_same_batch(fn, x, y)
+    _checks.check_batch_pair(fn, x, y)
     return _BatchLocalDist.apply(x, y)
 
 
@@ -166,21 +166,6 @@ def _block_sizes(M, N, m, n, chunk_size, device):
     rows = min(M, chunk_size)
     cols = min(N, max(1, budget // (per_pair * rows)))
     return rows, cols
-
-
-class _Progress:
-    """A one-line counter on stderr (no dependency on tqdm)."""
-
-    def __init__(self, total, enabled):
-        self.total, self.enabled, self.done = total, enabled, 0
-
-    def step(self):
-        self.done += 1
-        if self.enabled:
-            end = "\n" if self.done == self.total else ""
-            sys.stderr.write(
-                f"\rlocal_dist: block {self.done}/{self.total}{end}")
-            sys.stderr.flush()
 
 
 def _stripe_block(xt, yt, xx, yy, differentiable, safe=True):
@@ -200,12 +185,12 @@ def _stripe_block(xt, yt, xx, yy, differentiable, safe=True):
         quarter = prod + xx.reshape(m * mc, 1)
         if not safe:
             quarter = _redo_overflowed(quarter, a, b, 0.25)
-        stripe = torch.tanh(quarter.clamp(min=EPS_SQ / 4).sqrt())
+        stripe = torch.tanh(quarter.clamp(min=SQ_DIST_CLAMP / 4).sqrt())
     else:
         quarter = prod.add_(xx.reshape(m * mc, 1))
         if not safe:
             quarter = _redo_overflowed(quarter, a, b, 0.25)
-        stripe = quarter.clamp_min_(EPS_SQ / 4).sqrt_().tanh_()
+        stripe = quarter.clamp_min_(SQ_DIST_CLAMP / 4).sqrt_().tanh_()
     return stripe.view(m, mc, n, nc).permute(0, 2, 1, 3)
 
 
@@ -224,7 +209,7 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
         (256 MiB on GPU) of stripe distances, so peak memory is the ``[M, N]``
         result plus a few blocks, whatever M and N are.
     progress : bool, default False
-        Print a block counter on stderr.
+        Report the finished pairs on stderr (``alignedreid_dp.progress``).
 
     Returns
     -------
@@ -239,7 +224,7 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     torch.Size([2, 2])
     """
     fn = "local_dist"
-    _checks.check_pair(fn, x, y, "(M, m, d)", "(N, n, d)", 3)
+    _checks.check_feature_pair(fn, x, y, "(M, m, d)", "(N, n, d)", 3)
     chunk_size = _checks.check_chunk_size(fn, chunk_size)
     _checks.check_progress(fn, progress)
     (M, m, _), (N, n, _) = x.shape, y.shape
@@ -252,32 +237,33 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
     xx, yy = _squared_norms(xt), _squared_norms(yt)
     safe = _expansion_is_safe(xx, yy)  # else some blocks recompute overflowed entries
     xx, yy = 0.25 * xx, 0.25 * yy
-    bar = _Progress(-(-M // rows) * -(-N // cols), progress)
-    if differentiable:
-        blocks = []
-        for q in range(0, M, rows):
-            row = []
-            for g in range(0, N, cols):
-                d = _stripe_block(xt[:, q:q + rows], yt[:, g:g + cols],
-                                  xx[:, q:q + rows], yy[:, g:g + cols], True,
-                                  safe)
-                row.append(_ShortestDist.apply(d))
-                bar.step()
-            blocks.append(torch.cat(row, dim=1))
-        return torch.cat(blocks, dim=0)
-    out = torch.empty((M, N), dtype=x.dtype, device=x.device)
-    work = torch.empty((2, m + 1, rows, cols), dtype=x.dtype, device=x.device)
-    with torch.no_grad():
-        for q in range(0, M, rows):
-            xq = xt[:, q:q + rows].contiguous()
-            for g in range(0, N, cols):
-                d = _stripe_block(xq, yt[:, g:g + cols], xx[:, q:q + rows],
-                                  yy[:, g:g + cols], False, safe)
-                full = d.shape[2:] == work.shape[2:]
-                res = _value(d, work if full else None)
-                out[q:q + rows, g:g + cols] = res
-                bar.step()
-    return out
+    with _progress.report(fn, M * N, progress) as shown:
+        if differentiable:
+            blocks = []
+            for q in range(0, M, rows):
+                row = []
+                for g in range(0, N, cols):
+                    d = _stripe_block(xt[:, q:q + rows], yt[:, g:g + cols],
+                                      xx[:, q:q + rows], yy[:, g:g + cols], True,
+                                      safe)
+                    row.append(_ShortestDist.apply(d))
+                    shown.update(d.shape[2] * d.shape[3])
+                blocks.append(torch.cat(row, dim=1))
+            return torch.cat(blocks, dim=0)
+        out = torch.empty((M, N), dtype=x.dtype, device=x.device)
+        work = torch.empty((2, m + 1, rows, cols), dtype=x.dtype,
+                           device=x.device)
+        with torch.no_grad():
+            for q in range(0, M, rows):
+                xq = xt[:, q:q + rows].contiguous()
+                for g in range(0, N, cols):
+                    d = _stripe_block(xq, yt[:, g:g + cols], xx[:, q:q + rows],
+                                      yy[:, g:g + cols], False, safe)
+                    full = d.shape[2:] == work.shape[2:]
+                    res = _value(d, work if full else None)
+                    out[q:q + rows, g:g + cols] = res
+                    shown.update(d.shape[2] * d.shape[3])
+        return out
 
 
 def pair_local_dist(x, y):
@@ -300,5 +286,5 @@ def pair_local_dist(x, y):
     >>> round(float(torch_impl.pair_local_dist(torch.zeros(2, 3), torch.zeros(2, 3))), 9)
     1.5e-06
     """
-    _checks.check_pair("pair_local_dist", x, y, "(m, d)", "(n, d)", 2)
+    _checks.check_feature_pair("pair_local_dist", x, y, "(m, d)", "(n, d)", 2)
     return batch_local_dist(x[None], y[None])[0]

@@ -170,8 +170,10 @@ def local_loss(tri_loss, local_feat, p_inds=None, n_inds=None, labels=None,
         n_inds = _checks.check_indices(fn, "n_inds", n_inds, n)
         if labels is not None:  # unused here, but a wrong one is still an error
             _checks.check_labels(fn, labels, n)
-        dist_ap = batch_local_dist(feat, feat[p_inds])
-        dist_an = batch_local_dist(feat, feat[n_inds])
+        # index_select, not feat[p_inds]: the same rows, but on the CPU its backward
+        # (index_add) took a quarter of the time of indexing's (index_put).
+        dist_ap = batch_local_dist(feat, feat.index_select(0, p_inds))
+        dist_an = batch_local_dist(feat, feat.index_select(0, n_inds))
         return tri_loss(dist_ap, dist_an), dist_ap, dist_an
     if labels is None:
         raise ValueError(

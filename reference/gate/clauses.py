@@ -143,6 +143,12 @@ TESTS = {
 }
 
 
+#: Test modules that take an implementation but judge another package through it (the
+#: gate's verdict is on the contract: under ``--impl`` they do not run).
+OTHER_PACKAGES = {"test_retrieval": "retrieval", "test_retrieval_cluster": "retrieval",
+                  "test_retrieval_inputs": "retrieval"}
+
+
 def clause_of(module, function):
     """The clause key of test ``function`` in test module ``module`` (base names)."""
     entry = TESTS.get(module)

@@ -13,7 +13,8 @@ loads this plugin, and so does ``python -m reference.gate``.
   (``Implementation.with_stand_ins``; never for the gradients a test of gradients
   judges); if such a test then never calls the module, it is skipped too, not counted
   as passed.
-- Under ``--impl`` only the tests that call an implementation run (the others are
+- Under ``--impl`` only the tests that judge an implementation on the contract run (the
+  others, and those of other packages built on it, ``clauses.OTHER_PACKAGES``, are
   deselected); Hypothesis is derandomised and keeps no database (its scratch directory is
   a temporary one), so two runs give the same verdict; the module's conventions are
   measured first (``conventions.py``) and the oracle follows them.
@@ -175,10 +176,10 @@ def pytest_generate_tests(metafunc):
 def pytest_collection_modifyitems(config, items):
     judged, others = [], []
     for item in items:
-        if "impl" not in getattr(item, "fixturenames", ()):
+        module = getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
+        if "impl" not in getattr(item, "fixturenames", ()) or module in clauses.OTHER_PACKAGES:
             others.append(item)
             continue
-        module = item.module.__name__.rsplit(".", 1)[-1]
         clause = clauses.clause_of(module, getattr(item, "originalname", item.name))
         item.stash[_CLAUSE] = clause
         if clause == "validation":
@@ -216,10 +217,10 @@ def impl(request):
         pytest.fail(f"{name} is missing contract function(s): {', '.join(missing)}")
     if missing:
         judged = [fn for fn in needed if fn not in missing and not fn.endswith("_vjp")]
+        clause = request.node.stash.get(_CLAUSE, None)  # None: a test of another package
         # A test of gradients judges the module's own; the oracle's cannot stand in for them.
-        gradient = request.node.stash.get(_CLAUSE, "") == "gradients" and any(
-            fn.endswith("_vjp") for fn in missing)
-        if not judged or gradient or "TripletLoss" in missing:
+        gradient = clause == "gradients" and any(fn.endswith("_vjp") for fn in missing)
+        if not judged or clause is None or gradient or "TripletLoss" in missing:
             pytest.skip(f"{name} does not provide {', '.join(missing)} (not provided)")
         implementation = implementation.with_stand_ins(missing)
     else:

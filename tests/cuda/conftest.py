@@ -8,7 +8,7 @@ Tests marked ``cuda`` need real hardware (torch CUDA tensors, hardware limits) a
 skipped under the simulator, which cannot run them.
 
 Every launch checks its arguments against the kernel's declared types
-(``gpu.CHECK_ARGUMENTS``): the compile-time check (``numba_impl.gpu_compile``) builds
+(``gpu.launch.CHECK_ARGUMENTS``): the compile-time check (``numba_impl.gpu.compile``) builds
 those, so it checks what runs. On hardware, ``ALIGNEDREID_KERNEL_FIGURES=PATH`` writes the
 registers and local memory of every kernel the run loaded to ``PATH`` (JSON).
 """
@@ -31,15 +31,15 @@ def _gpu_present():
 
 @pytest.fixture(autouse=True)
 def _declared_arguments(monkeypatch):
-    from numba_impl import gpu
+    from numba_impl.gpu import launch
 
-    monkeypatch.setattr(gpu, "CHECK_ARGUMENTS", True)
+    monkeypatch.setattr(launch, "CHECK_ARGUMENTS", True)
 
 
 def pytest_sessionfinish(session):
     path = os.environ.get("ALIGNEDREID_KERNEL_FIGURES")
     if path and not SIMULATOR and _gpu_present():
-        from numba_impl import gpu_compile
+        from numba_impl.gpu import compile as gpu_compile
 
         with open(path, "w") as f:
             json.dump(gpu_compile.loaded_figures(), f, indent=1)
@@ -57,7 +57,7 @@ def _cuda_target(request):
 @pytest.fixture(params=[32, 7], ids=["block32", "block7"])
 def block(request, monkeypatch):
     """Two block sizes: sizes in the tests are not multiples, so last blocks are partial."""
-    from numba_impl import gpu
+    from numba_impl.gpu import launch
 
-    monkeypatch.setattr(gpu, "THREADS_PER_BLOCK", request.param)
+    monkeypatch.setattr(launch, "THREADS_PER_BLOCK", request.param)
     return request.param

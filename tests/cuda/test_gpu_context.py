@@ -1,4 +1,4 @@
-"""Where GPU work goes (``numba_impl._gpu_context``): each thread's stream and allocator.
+"""Where GPU work goes (``numba_impl.gpu.context``): each thread's stream and allocator.
 
 The simulator runs kernels synchronously, so order between streams cannot be seen here;
 these tests show that every launch and every array of a call follows the calling
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import numba_impl
-from numba_impl import _gpu_context, gpu
+from numba_impl.gpu import arrays
+from numba_impl.gpu import context as _gpu_context
 
 pytestmark = pytest.mark.cudasim
 
@@ -48,7 +49,7 @@ def _inputs(rng):
 
 def _calls(feat, flat, d):
     """Public functions on device inputs, with host labels and indices and a scalar
-    grad_out (copied to the device inside): every host function of gpu.py."""
+    grad_out (copied to the device inside): every host function of numba_impl.gpu."""
     labels, tri = np.array([0, 0, 1, 1, 2, 2]), numba_impl.TripletLoss(None)
     p_inds, n_inds = np.array([1, 0, 3, 2, 3, 2]), np.array([2, 2, 0, 0, 0, 0])
     return [
@@ -68,7 +69,7 @@ def test_every_launch_and_array_follows_the_thread_setting(monkeypatch):
 
     inputs = _inputs(np.random.default_rng(5))
     stream, made, launched = cuda.stream(), [], []
-    numba_array, kernel_type = cuda.device_array, type(gpu._fill_kernel)
+    numba_array, kernel_type = cuda.device_array, type(arrays._fill_kernel)
     configure = kernel_type.__getitem__
 
     def allocate(shape, dtype):

@@ -26,7 +26,8 @@ import pytest
 
 import numba_impl
 import reference
-from numba_impl import _gpu_context, gpu
+from numba_impl.gpu import context as _gpu_context
+from numba_impl.gpu import launch
 from reference import error_model
 
 pytestmark = pytest.mark.cudasim
@@ -184,10 +185,10 @@ def test_tolerance_covers_a_tanh_two_ulp_off(dtype, rng, monkeypatch):
     from numba_impl import _scalar
 
     def stripe_off(sq, half, clamp):
-        t = type(half)(_scalar.stripe(sq, half, clamp))  # the simulator's, within 0.5 ulp
+        t = type(half)(_scalar.stripe_of_sq(sq, half, clamp))  # the simulator's, within 0.5 ulp
         return np.nextafter(np.nextafter(t, type(half)(2)), type(half)(2))
 
-    monkeypatch.setattr(gpu, "_stripe", stripe_off)
+    monkeypatch.setattr(launch.scalar, "stripe_of_sq", stripe_off)
     _check_local_distances(dtype, rng)
 
 
@@ -301,3 +302,13 @@ def test_mining_with_nan_and_infinities(block, dtype, rng):
 def test_no_negative_is_refused():
     with pytest.raises(ValueError, match="hard_example_mining: anchor 0 has no negative"):
         numba_impl.hard_example_mining(_dev(np.zeros((3, 3))), np.zeros(3, dtype=np.int64))
+
+
+def test_local_dist_reports_progress_as_on_the_cpu(capfd, rng):
+    x, y = rng.standard_normal((3, 2, 4)), rng.standard_normal((5, 3, 4))
+    quiet = _host(numba_impl.local_dist(_dev(x), _dev(y)))
+    assert capfd.readouterr().err == ""
+    loud = _host(numba_impl.local_dist(_dev(x), _dev(y), progress=True))
+    np.testing.assert_array_equal(loud, quiet)
+    err = capfd.readouterr().err
+    assert "\r" not in err and err.splitlines()[-1] == "local_dist: 15/15 pairs (100%)", err

@@ -81,6 +81,15 @@ def to_device(host):
     return out
 
 
+def synchronize():
+    """Wait for the work queued on this thread's stream."""
+    stream = current().stream
+    if stream:
+        stream.synchronize()
+    else:
+        cuda.synchronize()
+
+
 def to_host(array):
     """Copy a device array to the host after the work queued on this thread's stream."""
     stream = current().stream

@@ -1,6 +1,6 @@
 """Compile every GPU kernel without a GPU and check what the hardware needs of it.
 
-    python -m numba_impl.gpu_compile [--targets sm_90,sm_80] [--json PATH]
+    python -m numba_impl.gpu.compile [--targets sm_90,sm_80] [--json PATH]
 
 Each kernel of ``numba_impl.gpu`` (``gpu.KERNELS``, with its declared argument types) is
 compiled for float32 and float64 by NVVM to PTX, for each target, and assembled by the
@@ -171,7 +171,7 @@ def fused_or_fusable(ptx):
 
 def check_target(target):
     """One row per kernel and dtype for ``target``: resources and the rules' findings."""
-    from . import gpu
+    from .. import gpu
 
     rows = []
     for name, (kernel, codes) in sorted(gpu.KERNELS.items()):
@@ -188,7 +188,7 @@ def check_target(target):
 def loaded_figures():
     """On a GPU: registers, local memory and the block limit of every kernel build this
     process has loaded, as the driver reports them (one row per kernel and signature)."""
-    from . import gpu
+    from .. import gpu
 
     rows = []
     for name, (kernel, _) in sorted(gpu.KERNELS.items()):
@@ -227,7 +227,7 @@ def table(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m numba_impl.gpu_compile",
+    parser = argparse.ArgumentParser(prog="python -m numba_impl.gpu.compile",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default=",".join(TARGETS),
                         help="comma-separated, e.g. sm_90,sm_80")
@@ -240,11 +240,11 @@ def main(argv=None):
     try:
         find_ptxas()  # fail early and clearly without the toolkit
     except ToolkitMissing as missing:
-        print(f"python -m numba_impl.gpu_compile: {missing}", file=sys.stderr)
+        print(f"python -m numba_impl.gpu.compile: {missing}", file=sys.stderr)
         return 1
     # One process per target: numba-cuda keeps a device function built for the first
     # target it was compiled for. They run side by side.
-    children = [subprocess.Popen([sys.executable, "-m", "numba_impl.gpu_compile", "--one", t],
+    children = [subprocess.Popen([sys.executable, "-m", "numba_impl.gpu.compile", "--one", t],
                                  stdout=subprocess.PIPE, text=True)
                 for t in args.targets.split(",")]
     rows = []
