@@ -118,10 +118,21 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cudasim: runs CUDA kernels; run in a separate process "
                                        "with NUMBA_ENABLE_CUDASIM=1")
     config._alignedreid_impls = _candidates(config)
-    user = bool(config.getoption("--impl"))
+    config._alignedreid_profile = _load_profile(config)
+    # Falsifying examples are printed by NumPy: every float to the last digit it needs.
+    config._alignedreid_printoptions = np.get_printoptions()
+    np.set_printoptions(floatmode="unique")
+    config.stash[_VERDICT] = _empty_verdict(config)
+    config._alignedreid_conventions = {}
+    diagnose.PICTURES = config.getoption("--gate-pictures")
+
+
+def _load_profile(config):
+    """Load this run's Hypothesis profile; under ``--impl`` a derandomised copy that keeps
+    no database and writes its scratch files in a temporary folder. Returns its name."""
     name = profile_name(config)
-    if user:  # the same examples every run, nothing written where the user works; failing
-        # examples are shrunk but not "explained" (a list of source lines, slow to make)
+    if config.getoption("--impl"):  # the same examples every run, nothing written where
+        # the user works; failing examples shrunk but not "explained" (slow, and noise here)
         settings.register_profile(f"{name}-gate", settings.get_profile(name), derandomize=True,
                                   database=None, phases=[p for p in Phase if p != Phase.explain])
         name = f"{name}-gate"
@@ -130,22 +141,20 @@ def pytest_configure(config):
         config._alignedreid_scratch = tempfile.mkdtemp(prefix="alignedreid-gate-")
         set_hypothesis_home_dir(config._alignedreid_scratch)
     settings.load_profile(name)
-    config._alignedreid_profile = name
-    # Falsifying examples are printed by NumPy: every float to the last digit it needs.
-    config._alignedreid_printoptions = np.get_printoptions()
-    np.set_printoptions(floatmode="unique")
-    verdict = Verdict(name, config.getoption("markexpr", "") or "")
-    for impl_name, impl, _ in config._alignedreid_impls:
-        if isinstance(impl, Exception):
-            verdict.implementation(impl_name, "?", (), CONTRACT_FUNCTIONS)
-        else:
-            provided = [f for f in CONTRACT_FUNCTIONS if impl.provides(f)]
-            verdict.implementation(impl_name, impl.array, provided,
-                                   [f for f in CONTRACT_FUNCTIONS
-                                    if f not in provided and f not in OPTIONAL])
-    config.stash[_VERDICT] = verdict
-    config._alignedreid_conventions = {}
-    diagnose.PICTURES = config.getoption("--gate-pictures")
+    return name
+
+
+def _empty_verdict(config):
+    """The verdict before any test: each implementation and the functions it provides."""
+    verdict = Verdict(config._alignedreid_profile, config.getoption("markexpr", "") or "")
+    for name, impl, _ in config._alignedreid_impls:
+        if isinstance(impl, Exception):  # judged on nothing: every test errs
+            verdict.implementation(name, "?", (), CONTRACT_FUNCTIONS)
+            continue
+        provided = [f for f in CONTRACT_FUNCTIONS if impl.provides(f)]
+        verdict.implementation(name, impl.array, provided, [
+            f for f in CONTRACT_FUNCTIONS if f not in provided and f not in OPTIONAL])
+    return verdict
 
 
 def pytest_unconfigure(config):
