@@ -257,12 +257,16 @@ _SHAPE = re.compile(r"\(([\d, ]*)\) (?:float|int|uint|bool)")
 
 
 def _size(finding):
-    """How large a finding's input is: the elements of the shapes the suite's message names
-    (``f((5, 3, 4) float64, ...)``), else the length of its example (Hypothesis shrinks it)."""
+    """How large a finding's input is, to pick the smallest: examples that show their input
+    first (a shrunk one, or inputs the assertion printed, not a bare test name), then the
+    elements of the shapes the suite's message names (``f((5, 3, 4) float64, ...)``), else
+    the length of the example."""
     shapes = _SHAPE.findall(finding.message)
     if shapes:
-        return sum(int(np.prod([int(n) for n in s.split(",") if n.strip()])) for s in shapes)
-    return len(finding.example)
+        size = sum(int(np.prod([int(n) for n in s.split(",") if n.strip()])) for s in shapes)
+    else:
+        size = len(finding.example)
+    return "\n" not in finding.example, size
 
 
 def _smallest_by_kind(found):
