@@ -10,7 +10,7 @@ DOCS = Path(__file__).resolve().parent
 # The packages are imported from the working tree, so the pages always describe the
 # code next to them, not an older installed copy.
 sys.path.insert(0, str(DOCS.parent))
-# Local extensions: the figure generator and the docstring shape fix.
+# Local extensions: the figure generator, the gate's verdict, the docstring shape fix.
 sys.path.insert(0, str(DOCS / "_ext"))
 
 project = "alignedreid-dp"
@@ -24,6 +24,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.doctest",
     "alignment_figures",
+    "gate_verdict",
     "shape_stars",
 ]
 

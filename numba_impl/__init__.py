@@ -19,7 +19,14 @@ from .distance import (
     stripe_dist,
     stripe_dist_vjp,
 )
-from .local import batch_local_dist, batch_local_dist_vjp, local_dist, local_dist_vjp
+from .local import (
+    batch_local_dist,
+    batch_local_dist_vjp,
+    local_dist,
+    local_dist_vjp,
+    pair_local_dist,
+    pair_local_dist_vjp,
+)
 from .loss import TripletLoss, global_loss, global_loss_vjp, local_loss, local_loss_vjp
 from .mining import hard_example_mining
 from .path import shortest_dist, shortest_dist_vjp
@@ -27,8 +34,9 @@ from .path import shortest_dist, shortest_dist_vjp
 __all__ = [
     "normalize", "euclidean_dist", "batch_euclidean_dist", "stripe_dist", "shortest_dist",
     "local_dist", "batch_local_dist", "hard_example_mining", "TripletLoss", "global_loss",
-    "local_loss",
+    "local_loss", "pair_local_dist",
     "normalize_vjp", "euclidean_dist_vjp", "batch_euclidean_dist_vjp", "stripe_dist_vjp",
     "shortest_dist_vjp", "local_dist_vjp", "batch_local_dist_vjp", "global_loss_vjp",
     "local_loss_vjp",
+    "pair_local_dist_vjp",
 ]

@@ -129,3 +129,51 @@ def batch_local_dist_vjp(x, y, grad_out):
     target, x, y = _checks.batch_pair(func, x, y)
     grad_out = _checks.grad_like(func, grad_out, (x.shape[0],), x.dtype, target)
     return backend(target).batch_local_dist_vjp(x, y, grad_out)
+
+
+@follows_torch
+def pair_local_dist(x, y):
+    """Local distance of one pair of images (an optional extra of the contract).
+
+    Parameters
+    ----------
+    x : ndarray or CUDA array, shape (m, d), float32 or float64
+    y : array, shape (n, d)
+
+    Returns
+    -------
+    scalar
+        ``batch_local_dist(x[None], y[None])[0]``.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_impl
+    >>> float(numba_impl.pair_local_dist(np.zeros((2, 3)), np.zeros((2, 3)))).__round__(9)
+    1.5e-06
+    """
+    target, x, y = _checks.feature_pair("pair_local_dist", x, y, "(m, d)", "(n, d)", rank=2)
+    return backend(target).batch_local_dist(_one_pair(x), _one_pair(y))[0]
+
+
+@follows_torch
+def pair_local_dist_vjp(x, y, grad_out):
+    """Gradients ``(grad_x, grad_y)`` of ``pair_local_dist`` pulled back from the scalar ``grad_out``.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_impl
+    >>> x = np.random.default_rng(0).normal(size=(3, 4))
+    >>> [g.shape for g in numba_impl.pair_local_dist_vjp(x, x[::-1], 1.0)]
+    [(3, 4), (3, 4)]
+    """
+    func = "pair_local_dist_vjp"
+    target, x, y = _checks.feature_pair(func, x, y, "(m, d)", "(n, d)", rank=2)
+    grad_out = _checks.grad_like(func, grad_out, (), x.dtype, target)
+    grad_x, grad_y = backend(target).batch_local_dist_vjp(_one_pair(x), _one_pair(y),
+                                                          grad_out.reshape((1,)))
+    return grad_x.reshape(tuple(x.shape)), grad_y.reshape(tuple(y.shape))
+
+
+def _one_pair(a):
+    """``a [m, d]`` as a batch of one, ``[1, m, d]`` (``reshape``: device arrays take no ``None``)."""
+    return a.reshape((1,) + tuple(a.shape))

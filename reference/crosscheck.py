@@ -79,9 +79,15 @@ class Implementation:
         The torch device inputs are moved to (torch modules only).
     layout : str
         The memory layout of the array inputs, one of ``LAYOUTS`` (see ``in_layout``).
+    stand_ins : iterable of str
+        Functions the module lacks that the oracle computes instead (``with_stand_ins``).
+    calls : set, optional
+        Where the names of the module's own functions are recorded as they are used;
+        shared by the variants made with ``with_layout`` (a fresh set by default).
     """
 
-    def __init__(self, module, array="numpy", device="cpu", layout="contiguous"):
+    def __init__(self, module, array="numpy", device="cpu", layout="contiguous", stand_ins=(),
+                 calls=None):
         if array not in ARRAY_KINDS:
             raise ValueError(f"Implementation: array must be one of {ARRAY_KINDS}; got {array!r}")
         if layout not in LAYOUTS:
@@ -90,6 +96,8 @@ class Implementation:
         self.array = array
         self.device = device
         self.layout = layout
+        self.stand_ins = frozenset(stand_ins)
+        self.calls = set() if calls is None else calls
         tags = [t for t in (device, layout) if t not in ("cpu", "contiguous")]
         self.name = module.__name__ + (f"[{', '.join(tags)}]" if tags else "")
 
@@ -105,18 +113,53 @@ class Implementation:
     def __repr__(self):
         return f"Implementation({self.name}, array={self.array})"
 
+    def _variant(self, **changes):
+        kwargs = dict(array=self.array, device=self.device, layout=self.layout,
+                      stand_ins=self.stand_ins, calls=self.calls)
+        kwargs.update(changes)
+        return type(self)(self.module, **kwargs)
+
     def with_layout(self, layout):
         """The same module, its array inputs handed over in ``layout``."""
-        return type(self)(self.module, self.array, self.device, layout)
+        return self._variant(layout=layout)
+
+    def with_stand_ins(self, names):
+        """The same module, with the oracle computing the functions ``names`` it lacks.
+
+        A test of one function that needs another (a value compared with a diagonal, a
+        loss beside a distance) then still judges the function the module has. Calls of
+        a stand-in go to ``reference`` whole, with NumPy arguments; ``TripletLoss``
+        cannot stand in (the module's own losses take only its own).
+        """
+        names = frozenset(names)
+        if "TripletLoss" in names:
+            raise ValueError("Implementation.with_stand_ins: TripletLoss cannot stand in")
+        return self._variant(stand_ins=names, calls=set())
+
+    def fresh(self):
+        """The same module with an empty record of calls."""
+        return self._variant(calls=set())
 
     def provides(self, name):
         return callable(getattr(self.module, name, None))
 
     def function(self, name):
-        """The module's function ``name``; raises ``NotProvided`` when it has none."""
+        """The module's function ``name``; raises ``NotProvided`` when it has none.
+
+        A stand-in (``with_stand_ins``) is the oracle's function, for NumPy modules only:
+        a torch module's callers would hand it tensors.
+        """
+        if name in self.stand_ins and self.array == "numpy":
+            return getattr(_oracle().module, name)
         if not self.provides(name):
             raise NotProvided(f"{self.module.__name__} does not provide {name}")
+        self.calls.add(name)
         return getattr(self.module, name)
+
+    def _stands_in(self, name, vjp=False):
+        """True when a call of ``name`` (or of its VJP) goes to the oracle."""
+        return name in self.stand_ins or (vjp and self.array == "numpy"
+                                          and f"{name}_vjp" in self.stand_ins)
 
     # conversions -----------------------------------------------------------------
     def to_native(self, value, requires_grad=False):
@@ -160,6 +203,8 @@ class Implementation:
     # calls -----------------------------------------------------------------------
     def __call__(self, name, *args, **kwargs):
         """``module.name(*args, **kwargs)`` on converted inputs, result as NumPy."""
+        if self._stands_in(name):
+            return _oracle().with_layout(self.layout)(name, *args, **kwargs)
         fn = self.function(name)
         native = [self.to_native(a) for a in args]
         native_kw = {k: self.to_native(v) for k, v in kwargs.items()}
@@ -172,6 +217,8 @@ class Implementation:
         NumPy modules answer through ``module.<name>_vjp``; torch modules through autograd.
         Returns one array, or a tuple when several arguments are differentiated.
         """
+        if self._stands_in(name, vjp=True):
+            return _oracle().with_layout(self.layout).vjp(name, *args, grad_out=grad_out, **kwargs)
         if self.array == "numpy":
             vjp = self.function(f"{name}_vjp")
             extra = () if grad_out is None else (grad_out,)
@@ -193,6 +240,13 @@ class Implementation:
             for t, w in zip(native, wrt) if w
         ]
         return grads[0] if len(grads) == 1 else tuple(grads)
+
+
+def _oracle():
+    """``reference`` through this adapter: what stands in for a function a module lacks."""
+    import reference
+
+    return Implementation(reference)
 
 
 BUILTIN = ("numba_impl", "torch_impl", "numba_impl.autograd")

@@ -5,6 +5,8 @@ The squared distances come from explicit differences, ``sum((f_i - g_j)**2)``, n
 from ``|f|^2 + |g|^2 - 2 f.g``: slower, but free of cancellation, which is what an
 oracle should be.
 """
+import contextlib
+
 import numpy as np
 
 from . import _checks
@@ -13,6 +15,35 @@ from . import _checks
 NORM_EPS = 1e-12
 #: Lower clamp of a squared distance: identical vectors are ``sqrt(1e-12) = 1e-6`` apart.
 SQ_DIST_CLAMP = 1e-12
+
+
+@contextlib.contextmanager
+def conventions(norm_eps=NORM_EPS, sq_dist_clamp=SQ_DIST_CLAMP):
+    """Compute the oracle under other conventions than the contract's, inside a ``with`` block.
+
+    The conformance gate compares a module that adds another ``eps`` to its norms, or
+    clamps squared distances elsewhere (at 0, say), with the oracle under the same
+    conventions, so that the difference is reported once, as a convention, and not again
+    as a wrong value in every test. The gradient stays zero wherever the clamp is active
+    and at distance 0 (no ``1 / 0``). Not thread-safe: it sets this module's constants.
+
+    Examples
+    --------
+    >>> import numpy as np, reference
+    >>> x = np.zeros((1, 2))
+    >>> with reference.distance.conventions(sq_dist_clamp=0.0):
+    ...     print(reference.euclidean_dist(x, x))
+    [[0.]]
+    >>> reference.euclidean_dist(x, x)
+    array([[1.e-06]])
+    """
+    global NORM_EPS, SQ_DIST_CLAMP
+    saved = NORM_EPS, SQ_DIST_CLAMP
+    NORM_EPS, SQ_DIST_CLAMP = float(norm_eps), float(sq_dist_clamp)
+    try:
+        yield
+    finally:
+        NORM_EPS, SQ_DIST_CLAMP = saved
 
 
 def _scaled_norm(x, axis):
@@ -124,7 +155,9 @@ def _euclidean_vjp(x, y, grad_out):
     """
     sq = _sq_dist(x, y)
     dist = np.sqrt(np.maximum(sq, SQ_DIST_CLAMP))
-    grad_sq = np.where(sq >= SQ_DIST_CLAMP, grad_out / (2 * dist), 0).astype(x.dtype, copy=False)
+    with np.errstate(divide="ignore", invalid="ignore"):  # dist 0 only where no clamp: masked
+        grad_sq = np.where((sq >= SQ_DIST_CLAMP) & (sq > 0), grad_out / (2 * dist), 0)
+    grad_sq = grad_sq.astype(x.dtype, copy=False)
     diff = x[..., :, None, :] - y[..., None, :, :]
     weighted = 2 * grad_sq[..., None] * diff  # [..., m, n, d]
     return weighted.sum(axis=-2), -weighted.sum(axis=-3)

@@ -19,8 +19,9 @@ Algorithms* (2002), chapter 3; they are computed in float64 from the inputs.
 
 Extreme inputs (features near the overflow threshold, or ``±inf``):
 
-- The bounds are computed on inputs scaled by a power of two (exact) that brings the
-  largest finite entry below 1, so they do not overflow in float64 themselves.
+- The bounds are computed on each stripe pair scaled by a power of two (exact) that brings
+  its largest finite entry below 1, so they do not overflow in float64 themselves, and a
+  small pair beside a huge one keeps its own precision.
 - A stripe pair holding ``±inf`` or NaN has an exactly determined result (``inf``, or
   NaN from NaN or ``inf - inf``): bound 0, so both must agree exactly.
 - Where the exact squared distance lies within the bound above of the dtype's largest
@@ -33,6 +34,7 @@ Extreme inputs (features near the overflow threshold, or ``±inf``):
 """
 import numpy as np
 
+from . import distance
 from .path import _table, shortest_path
 
 
@@ -47,9 +49,10 @@ def gamma(k, u):
 
 
 def _euclid64(x, y):
-    """Stripe distances between ``x [..., m, d]`` and ``y [..., n, d]`` in float64 (clamped)."""
+    """Stripe distances between ``x [..., m, d]`` and ``y [..., n, d]`` in float64 (clamped as
+    the oracle clamps, ``distance.SQ_DIST_CLAMP``)."""
     diff = x[..., :, None, :] - y[..., None, :, :]
-    return np.sqrt(np.maximum(np.sum(diff * diff, axis=-1), 1e-12))
+    return np.sqrt(np.maximum(np.sum(diff * diff, axis=-1), distance.SQ_DIST_CLAMP))
 
 
 def _largest(u):
@@ -60,12 +63,16 @@ def _largest(u):
     return np.inf
 
 
-def _power_of_two_below(*arrays):
-    """``c = 2^-k <= 1`` such that ``c |a| < 1`` for every finite entry: scaling by ``c`` is
-    exact, and squares of the scaled entries cannot overflow in float64."""
-    top = max((float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0)) for a in arrays),
-              default=0.0)
-    return 1.0 if top < 1 else float(np.ldexp(1.0, -int(np.frexp(top)[1])))
+def _pair_scales(x, y):
+    """``c[..., i, j] = 2^-k <= 1`` such that ``c |a| < 1`` for every finite entry ``a`` of
+    stripes ``x[..., i, :]`` and ``y[..., j, :]``: scaling a pair by its ``c`` is exact, and
+    the squares of its scaled entries cannot overflow in float64; a small stripe beside a
+    huge one loses only what is negligible next to the huge one."""
+    def top(a):
+        return np.max(np.abs(a), axis=-1, where=np.isfinite(a), initial=0.0)
+    largest = np.maximum(top(x)[..., :, None], top(y)[..., None, :])
+    exponent = np.frexp(largest)[1]
+    return np.where(largest < 1, 1.0, np.ldexp(1.0, -exponent))
 
 
 def _euclid_error(x, y, u):
@@ -77,18 +84,22 @@ def _euclid_error(x, y, u):
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    c = _power_of_two_below(x, y)
-    x, y = x * c, y * c
+    c = _pair_scales(x, y)  # [..., m, n]: each pair in its own units, no overflow, no underflow
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        sq_x = np.sum(x * x, axis=-1)[..., :, None]
-        sq_y = np.sum(y * y, axis=-1)[..., None, :]
-        diff = x[..., :, None, :] - y[..., None, :, :]
-        sq = np.maximum(np.sum(diff * diff, axis=-1), 1e-12 * c * c)  # the clamp, scaled
+        xs = x[..., :, None, :] * c[..., None]
+        ys = y[..., None, :, :] * c[..., None]
+        sq_x = np.sum(xs * xs, axis=-1)
+        sq_y = np.sum(ys * ys, axis=-1)
+        diff = xs - ys
+        # the oracle's clamp, scaled (a module's own clamp at 0 may leave a distance of 0:
+        # then only the cancellation form of the bound applies)
+        sq = np.maximum(np.sum(diff * diff, axis=-1), distance.SQ_DIST_CLAMP * c * c)
         euclid = np.sqrt(sq)
         delta_sq = 2 * gamma(x.shape[-1] + 2, u) * (sq_x + sq_y)
         # Normalising in the implementation moves each feature by about 3u of its length.
         delta_inputs = 3 * u * (np.sqrt(sq_x) + np.sqrt(sq_y))
-        bound = np.minimum(np.sqrt(delta_sq), delta_sq / euclid) + 2 * u * euclid + delta_inputs
+        relative = np.divide(delta_sq, euclid, out=np.full_like(euclid, np.inf), where=euclid > 0)
+        bound = np.minimum(np.sqrt(delta_sq), relative) + 2 * u * euclid + delta_inputs
         finite = np.isfinite(sq_x + sq_y)
         # |sq - top| <= delta_sq in unscaled units, written on square roots (no overflow)
         top = np.sqrt(_largest(u)) * c
@@ -181,8 +192,9 @@ def local_grad_bounds(x, y, dtype):
     y = np.asarray(y, dtype=np.float64)
     euclid = _euclid64(x, y)
     cell = euclid_bound(x, y, u)
-    return (x.shape[-2] + y.shape[-2] - 1) * np.max(2 * cell / euclid + cell / 2 + 4 * u,
-                                                    axis=(-2, -1))
+    # A cell 0 apart (no clamp: a module's own convention) has gradient 0 on both sides.
+    turn = np.divide(2 * cell, euclid, out=np.zeros_like(cell), where=euclid > 0)
+    return (x.shape[-2] + y.shape[-2] - 1) * np.max(turn + cell / 2 + 4 * u, axis=(-2, -1))
 
 
 def local_grad_tolerance(x, y, grad_out, dtype):

@@ -145,3 +145,50 @@ def batch_local_dist_vjp(x, y, grad_out):
     _checks.batch_pair("batch_local_dist_vjp", x, y)
     grad_out = _checks.grad_like("batch_local_dist_vjp", grad_out, (x.shape[0],), x.dtype)
     return _pair_dist_vjp(x, y, grad_out)
+
+
+def pair_local_dist(x, y):
+    """Local distance of one pair of images: ``x [m, d]`` against ``y [n, d]``.
+
+    An optional extra of the contract, for the single-pair form that test-time code
+    often has; it equals ``batch_local_dist(x[None], y[None])[0]``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (m, d), float32 or float64
+    y : ndarray, shape (n, d), same dtype as ``x``
+
+    Returns
+    -------
+    scalar of the dtype of ``x``
+        Formula 1 on every stripe pair, then formula 2 on the whole ``m x n`` matrix.
+
+    Examples
+    --------
+    >>> import numpy as np, reference
+    >>> float(reference.pair_local_dist(np.zeros((2, 3)), np.zeros((2, 3)))).__round__(12)
+    1.5e-06
+    """
+    _checks.feature_pair("pair_local_dist", x, y, "(m, d)", "(n, d)", rank=2)
+    return _pair_dist(x[None], y[None])[0]
+
+
+def pair_local_dist_vjp(x, y, grad_out):
+    """Gradients of ``pair_local_dist(x, y)`` pulled back from the scalar ``grad_out``.
+
+    Returns
+    -------
+    grad_x : ndarray, shape (m, d)
+    grad_y : ndarray, shape (n, d)
+
+    Examples
+    --------
+    >>> import numpy as np, reference
+    >>> gx, gy = reference.pair_local_dist_vjp(np.zeros((1, 2)), np.ones((1, 2)), 1.0)
+    >>> gx.round(4)
+    array([[-0.2225, -0.2225]])
+    """
+    _checks.feature_pair("pair_local_dist_vjp", x, y, "(m, d)", "(n, d)", rank=2)
+    grad_out = _checks.grad_like("pair_local_dist_vjp", grad_out, (), x.dtype)
+    grad_x, grad_y = _pair_dist_vjp(x[None], y[None], grad_out[None])
+    return grad_x[0], grad_y[0]

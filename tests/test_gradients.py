@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 import reference
 from reference import error_model
-from tests import naive
-from tests.assertions import assert_bitwise, assert_within
-from tests.strategies import (cost_matrices, cost_matrices_with_extremes, extreme_stripe_features,
+from . import naive
+from .assertions import assert_bitwise, assert_within
+from .strategies import (cost_matrices, cost_matrices_with_extremes, extreme_stripe_features,
                               labels, stripe_features)
 
 U64 = error_model.unit_roundoff(np.float64)
@@ -248,8 +248,9 @@ def test_normalize_gradient_at_extreme_scales(impl, data, seed):
     got = impl.vjp("normalize", x, grad_out=g)
     assert_within(got, want, tol, impl, "normalize_vjp", [x, g])
     # Independently of the oracle, for finite vectors, in float64 without overflow:
-    # (g - x^ <x^, g> |x| / s) / s with x^ = x / |x| and s = |x| + 1e-12.
-    s = norm + 1e-12
+    # (g - x^ <x^, g> |x| / s) / s with x^ = x / |x| and s = |x| + eps (1e-12, or the
+    # module's own eps, which the gate measured).
+    s = norm + reference.distance.NORM_EPS
     exact = (g64 - unit * np.sum(unit * g64, axis=-1, keepdims=True) * (norm / s)) / s
     finite = np.isfinite(norm)
     assert_within(np.where(finite, got, 0), np.where(finite, exact, 0), tol, impl,

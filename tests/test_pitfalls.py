@@ -25,7 +25,7 @@ def _uses_each(*names):
 HUGE = np.array([89.0, 100.0, 500.0, 1e4, 3e38], dtype=np.float32)
 
 
-@_uses_each("stripe_dist", "local_dist", "batch_local_dist")
+@_uses_each("stripe_dist", "local_dist", "batch_local_dist", "pair_local_dist")
 def test_formula1_no_overflow(impl, ref, func):
     # The literal (e^x - 1) / (e^x + 1): e^x overflows float32 past ~88.7, giving inf / inf.
     # That is the pitfall; the test is meaningful only if the literal form really is NaN on
@@ -45,16 +45,17 @@ def test_formula1_no_overflow(impl, ref, func):
     x = np.zeros((2, m, dim), dtype=np.float32)
     y = np.full((2, n, dim), 150.0, dtype=np.float32)
     y[:, :, 1] = -150.0  # different directions, same huge distance
-    got = impl(func, x, y)
+    args = (x[0], y[0]) if func == "pair_local_dist" else (x, y)
+    got = impl(func, *args)
     assert np.all(np.isfinite(got)), f"{impl.name}.{func} overflowed: {got}"
-    want_shape = (2, 2) if func == "local_dist" else (2,)
+    want_shape = {"local_dist": (2, 2), "batch_local_dist": (2,), "pair_local_dist": ()}[func]
     np.testing.assert_array_equal(got, np.full(want_shape, m + n - 1, dtype=np.float32),
                                   err_msg=f"{impl.name}.{func}")
-    assert_bitwise(got, ref(func, x, y), impl, func, [x, y])
+    assert_bitwise(got, ref(func, *args), impl, func, list(args))
 
 
 # The norm expansion -----------------------------------------------------------------------
-@_uses_each("euclidean_dist", "local_dist", "batch_local_dist")
+@_uses_each("euclidean_dist", "local_dist", "batch_local_dist", "pair_local_dist")
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the oracle's IEEE overflow is the point
 def test_norm_expansion_no_overflow(impl, ref, func):
     # |x|^2 + |y|^2 - 2 x.y overflows float32 for features near 1e19 (|x|^2 > 3.4e38) and
@@ -71,13 +72,15 @@ def test_norm_expansion_no_overflow(impl, ref, func):
         expanded = (np.sum(x[0] ** 2, -1)[:, None] + np.sum(y[0] ** 2, -1)[None]
                     - 2 * x[0] @ y[0].T)
     assert np.isnan(expanded).any(), "the pitfall needs an overflowing expansion here"
-    args = (x[0], y[0]) if func == "euclidean_dist" else (x, y)
+    args = (x[0], y[0]) if func in ("euclidean_dist", "pair_local_dist") else (x, y)
     want = ref(func, *args)
     assert not np.isnan(want).any(), want
     tol = (2 * error_model.euclid_bound(*args, error_model.unit_roundoff(np.float32))
            if func == "euclidean_dist" else
            error_model.local_dist_tolerance(x, y, np.float32) if func == "local_dist" else
            error_model.batch_local_dist_tolerance(x, y, np.float32))
+    if func == "pair_local_dist":
+        tol = tol[0]
     assert_within(impl(func, *args), want, tol, impl, func, list(args))
 
 
@@ -86,9 +89,10 @@ def test_norm_expansion_no_overflow(impl, ref, func):
 def test_mining_does_not_skip_nan(impl, ref):
     # A loop keeping the best so far with `v > best` never takes a NaN once it holds a
     # number (every comparison with NaN is false): here anchor 0's NaN positive at index 1
-    # was replaced by 0.3. NaN is the extreme for both choices, as in np.argmax/argmin.
+    # was replaced by 0. NaN is the extreme for both choices, as in np.argmax/argmin.
+    # Two identities of two images: nothing but the NaN is unusual about this batch.
     d = np.array([[0, np.nan, .3, .9], [.5, 0, .2, .4], [.3, .2, 0, .6], [.9, .4, .6, 0]])
-    labels = np.array([0, 0, 0, 1])
+    labels = np.array([0, 0, 1, 1])
     got = impl("hard_example_mining", d, labels, return_inds=True)
     assert np.isnan(got[0][0]) and got[2][0] == 1, f"{impl.name}: {got}"
     for name, g, w in zip(("dist_ap", "dist_an", "p_inds", "n_inds"), got,
@@ -97,20 +101,25 @@ def test_mining_does_not_skip_nan(impl, ref):
 
 
 @pytest.mark.uses("hard_example_mining")
+@pytest.mark.parametrize("counts", [(1, 2, 5), (3, 1, 1, 1)], ids=["1-2-5", "3-1-1-1"])
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
 @DTYPES
-def test_mining_unbalanced_identities(impl, ref, dtype, ties):
-    # 1, 2 and 5 images per identity, shuffled: no P x K reshape can express this batch.
+def test_mining_unbalanced_identities(impl, ref, dtype, ties, counts):
+    # Images per identity, shuffled. No P x K reshape can express these batches: with
+    # 1, 2 and 5 it fails loudly (30 positives do not fill 8 rows); with 3, 1, 1 and 1 it
+    # fits (12 positives in 6 rows of 2) and silently mixes rows up: wrong distances and
+    # indices, the images alone in their identity included.
     rng = np.random.default_rng(7)
-    labels = rng.permutation(np.repeat(np.arange(3, dtype=np.int64), [1, 2, 5]))
-    values = rng.choice([0.0, 0.5, 1.0], size=(8, 8)) if ties else rng.uniform(0, 4, (8, 8))
+    n = sum(counts)
+    labels = rng.permutation(np.repeat(np.arange(len(counts), dtype=np.int64), counts))
+    values = rng.choice([0.0, 0.5, 1.0], size=(n, n)) if ties else rng.uniform(0, 4, (n, n))
     dist_mat = values.astype(dtype)
     got = impl("hard_example_mining", dist_mat, labels, return_inds=True)
     want = ref("hard_example_mining", dist_mat, labels, return_inds=True)
     # Mining is a selection: values and indices must be exactly the oracle's.
     for name, g, w in zip(("dist_ap", "dist_an", "p_inds", "n_inds"), got, want):
         assert_bitwise(g, w, impl, f"hard_example_mining -> {name}", [dist_mat, labels])
-    singleton = np.flatnonzero(labels == 0)[0]
+    singleton = np.flatnonzero(labels == counts.index(1))[0]
     assert got[2][singleton] == singleton, "an identity's only image is its own hardest positive"
 
 
@@ -127,7 +136,7 @@ def _stripe_matrix(dtype):
     return np.tanh(reference.euclidean_dist(_A.astype(dtype), _B.astype(dtype)) / 2)
 
 
-@pytest.mark.uses("shortest_dist", "local_dist")
+@pytest.mark.uses("shortest_dist", "local_dist", "pair_local_dist")
 @DTYPES
 def test_local_dist_2d_uses_whole_matrix(impl, ref, dtype):
     d = _stripe_matrix(dtype)
@@ -147,14 +156,16 @@ def test_local_dist_2d_uses_whole_matrix(impl, ref, dtype):
     assert_bitwise(got, want, impl, "shortest_dist (brute force)", [d])
     assert got != first_column_sum, f"{impl.name}: only the first column was used"
 
-    # The same through local_dist on the features behind d, within the error model.
+    # The same through local_dist and pair_local_dist (the single-pair form of test-time
+    # code) on the features behind d, within the error model.
     x, y = _A[None].astype(dtype), _B[None].astype(dtype)
-    got = impl("local_dist", x, y)
     tol = error_model.local_dist_tolerance(x, y, dtype)
-    assert_within(got, np.full((1, 1), best), tol, impl, "local_dist (brute force)", [x, y])
     gap = abs(float(first_column_sum) - float(best))
     assert gap > tol.max(), "the first-column sum must be told apart from the answer"
-    assert abs(float(got[0, 0]) - float(first_column_sum)) > tol.max()
+    got = impl("local_dist", x, y)
+    assert_within(got, np.full((1, 1), best), tol, impl, "local_dist (brute force)", [x, y])
+    got = impl("pair_local_dist", x[0], y[0])
+    assert_within(got, best, tol[0, 0], impl, "pair_local_dist (brute force)", [x[0], y[0]])
 
 
 # Backtracking ---------------------------------------------------------------------------------
@@ -254,7 +265,7 @@ def test_batch_first_keeps_gradients(impl, ref, func, dtype):
         _assert_clear_paths(feat, feat[inds],
                             error_model.batch_local_dist_tolerance(feat, feat[inds], dtype).max())
     kwargs = dict(p_inds=p_inds, n_inds=n_inds, normalize_feature=False)
-    got = impl.vjp("local_loss", impl.to_native(reference.TripletLoss(10.0)), feat, **kwargs)
+    got = impl.vjp("local_loss", reference.TripletLoss(10.0), feat, **kwargs)
     want = ref.vjp("local_loss", reference.TripletLoss(10.0), feat, **kwargs)
     assert np.all(np.any(got != 0, axis=(1, 2))), f"{impl.name}: a feature got no gradient"
     assert_within(got, want, tol, impl, "local_loss -> grad_local_feat", [feat])

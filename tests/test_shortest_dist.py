@@ -13,9 +13,9 @@ from hypothesis.extra import numpy as hnp
 
 import reference
 from reference.error_model import unit_roundoff
-from tests.assertions import assert_bitwise, assert_within
-from tests.naive import path_sum
-from tests.strategies import cost_matrices, cost_matrices_with_extremes, matrix_and_path
+from .assertions import assert_bitwise, assert_within
+from .naive import path_sum
+from .strategies import cost_matrices, cost_matrices_with_extremes, matrix_and_path
 
 pytestmark = pytest.mark.uses("shortest_dist")
 

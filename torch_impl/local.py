@@ -264,3 +264,27 @@ def local_dist(x, y, *, chunk_size=None, progress=False):
                     out[q:q + rows, g:g + cols] = res
                     shown.update(d.shape[2] * d.shape[3])
         return out
+
+
+def pair_local_dist(x, y):
+    """Local distance of one pair of images (an optional extra of the contract).
+
+    Parameters
+    ----------
+    x : Tensor, shape (m, d)
+    y : Tensor, shape (n, d)
+        Same dtype (float32 or float64) and device as ``x``.
+
+    Returns
+    -------
+    Tensor, shape ()
+        ``batch_local_dist(x[None], y[None])[0]``; differentiable.
+
+    Examples
+    --------
+    >>> import torch, torch_impl
+    >>> round(float(torch_impl.pair_local_dist(torch.zeros(2, 3), torch.zeros(2, 3))), 9)
+    1.5e-06
+    """
+    _checks.check_feature_pair("pair_local_dist", x, y, "(m, d)", "(n, d)", 2)
+    return batch_local_dist(x[None], y[None])[0]
