@@ -95,7 +95,6 @@ def _redo_overflowed(sq, x, y, scale=1.0):
     return sq.index_put(where, (diff * diff).sum(dim=-1) * scale)
 
 
-
 @float32_under_autocast
 def euclidean_dist(x, y):
     """Pairwise Euclidean distances between the rows of ``x`` and ``y``.
