@@ -136,13 +136,29 @@ def test_failures_are_classified_by_where_they_were_raised(tmp_path):
 
 
 # --- as the user runs it ------------------------------------------------------------------------
-def test_runs_give_the_same_verdict_and_leave_nothing_behind(judged, tmp_path):
-    # Again, from a folder of the user's (not this checkout), on the mining tests: the same
-    # findings as in the first run, and no .hypothesis or .pytest_cache left there.
-    report = tmp_path / "verdict.json"
+def _installed_plugin_that_writes(where):
+    """A folder to put on ``PYTHONPATH``: a pytest plugin, installed (an entry point in
+    ``pytest11``) as pytest-benchmark is, that writes ``.written-by-plugin`` where pytest runs."""
+    (where / "writer_plugin.py").write_text(
+        "def pytest_configure(config):\n    open('.written-by-plugin', 'w').close()\n")
+    info = where / "writer_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: writer-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[pytest11]\nwriter = writer_plugin\n")
+    return where
+
+
+def test_runs_give_the_same_verdict_and_leave_nothing_behind(judged, tmp_path_factory):
+    # Again, from a folder of the user's (not this checkout), on the mining tests, with a
+    # pytest plugin installed that writes into the folder it runs in: the same findings as
+    # in the first run, and nothing left there (no .hypothesis, .pytest_cache or .benchmarks;
+    # the plugin is not loaded: only the suite's plugins are).
+    user = tmp_path_factory.mktemp("user")
+    plugins = _installed_plugin_that_writes(tmp_path_factory.mktemp("site"))
+    report = user / "verdict.json"
     code, output = _gate(expected.module_name("widely_used"), "--profile", "dev",
                          f"--gate-report={report}", "--", "-k", "mining",
-                         cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+                         cwd=user, env={"PYTHONPATH": os.pathsep.join([str(ROOT), str(plugins)])})
     assert code == 1, output[-3000:]
 
     def mining(document):
@@ -150,7 +166,19 @@ def test_runs_give_the_same_verdict_and_leave_nothing_behind(judged, tmp_path):
         return next(c["findings"] for c in rows if c["clause"] == "mining")
 
     assert mining(json.loads(report.read_text())) == mining(judged[2])
-    assert [p.name for p in tmp_path.iterdir()] == ["verdict.json"]
+    assert [p.name for p in user.iterdir()] == ["verdict.json"]
+
+
+def test_installed_plugin_of_the_test_is_seen_by_pytest(tmp_path_factory):
+    # The check above is only as good as its plugin: a plain pytest run does load it.
+    user = tmp_path_factory.mktemp("user")
+    plugins = _installed_plugin_that_writes(tmp_path_factory.mktemp("site"))
+    (user / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                         cwd=user, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(plugins)})
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert (user / ".written-by-plugin").exists()
 
 
 def test_numerics_only_leaves_out_the_validation_tests():

@@ -4,7 +4,10 @@ Runs the suite installed with this package (``reference.gate.suite``) on ``MODUL
 (importable from where you run it: your repository's root, or installed), with the
 plugin ``reference.gate.plugin``: Hypothesis derandomised with no database, nothing
 written into your repository or into ours (no ``.hypothesis``, no ``.pytest_cache``),
-your own pytest configuration and ``conftest.py`` files left out. The run ends with
+your own pytest configuration, ``conftest.py`` files and installed pytest plugins left out
+(a plugin installed for your own tests, pytest-benchmark or pytest-randomly say, could
+write into your folder or reorder the run; name one after ``--`` to have it:
+``-- -p xdist -n 4``). The run ends with
 the verdict by contract clause; ``--gate-report PATH.json`` writes it as JSON too.
 
 Exit status: 0 when no defect was found (wrong results or crashes on valid input; bad
@@ -21,6 +24,7 @@ import tempfile
 from . import clauses
 
 PROFILES = ("dev", "ci", "thorough")
+HYPOTHESIS_PLUGIN = "_hypothesis_pytestplugin"  # what Hypothesis registers as its pytest11 entry
 
 
 def suite_files():
@@ -38,7 +42,7 @@ def pytest_arguments(modules, array, report, numerics_only, scratch, extra=(), p
     with open(ini, "w") as f:  # ours only: the user's configuration does not apply
         f.write("[pytest]\n")
     args = [*files, "-c", ini, "--rootdir", where, "-p", "reference.gate.plugin",
-            "-p", "no:cacheprovider", "--strict-markers", "-ra", "-q"]
+            "-p", HYPOTHESIS_PLUGIN, "-p", "no:cacheprovider", "--strict-markers", "-ra", "-q"]
     for module in modules:
         args += ["--impl", module]
     if array:
@@ -61,6 +65,19 @@ def exit_status(document):
         if totals["defects"]:
             status = 1
     return status
+
+
+def _without_plugin_autoload(run, arguments):
+    """``run(arguments)`` with pytest's entry-point plugins off: only those ``-p`` names load."""
+    before = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        return run(arguments)
+    finally:
+        if before is None:
+            del os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = before
 
 
 def main(argv=None):
@@ -89,8 +106,9 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory(prefix="alignedreid-gate-") as scratch:
         report = args.gate_report or os.path.join(scratch, "verdict.json")
-        code = pytest.main(pytest_arguments(args.module, args.array, report, args.numerics_only,
-                                            scratch, extra, args.gate_pictures))
+        arguments = pytest_arguments(args.module, args.array, report, args.numerics_only,
+                                     scratch, extra, args.gate_pictures)
+        code = _without_plugin_autoload(pytest.main, arguments)
         if not os.path.exists(report):  # pytest stopped before the verdict (usage error)
             return 2
         with open(report) as f:
