@@ -6,9 +6,8 @@ plugin ``reference.gate.plugin``: Hypothesis derandomised with no database, noth
 written into your repository or into ours (no ``.hypothesis``, no ``.pytest_cache``),
 your own pytest configuration, ``conftest.py`` files and installed pytest plugins left out
 (a plugin installed for your own tests, pytest-benchmark or pytest-randomly say, could
-write into your folder or reorder the run; name one after ``--`` to have it:
-``-- -p xdist -n 4``). The run ends with
-the verdict by contract clause; ``--gate-report PATH.json`` writes it as JSON too.
+write into your folder or reorder the run; ``-- -p NAME`` loads one by its name). The run
+ends with the verdict by contract clause; ``--gate-report PATH.json`` writes it as JSON too.
 
 Exit status: 0 when no defect was found (wrong results or crashes on valid input; bad
 input refused with another exception, or another convention, is reported but passes),
