@@ -157,10 +157,15 @@ def index_array(func, name, inds, n, target=CPU):
     return inds
 
 
+def _is_real_number(value):
+    """A Python or NumPy real number; not a bool (a flag passed by mistake), not a string."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def grad_like(func, grad_out, shape, dtype, target=CPU):
     """Check an output gradient: same shape, dtype and device as the output it belongs to."""
     shape = tuple(shape)
-    if shape == () and isinstance(grad_out, numbers.Real) and not is_gpu_array(grad_out):
+    if shape == () and _is_real_number(grad_out) and not is_gpu_array(grad_out):
         return backend(target).from_host(np.asarray(grad_out, dtype=dtype))
     grad_target, grad_out = as_target(func, "grad_out", grad_out)
     same_target(func, "grad_out", grad_target, "the input", target)

@@ -50,12 +50,12 @@ class TripletLoss:
         _checks.same_dtype(func, "dist_an", dist_an, "dist_ap", dist_ap)
         _checks.same_size(func, "dist_an", dist_an, 0, dist_ap.shape[0], "the length of dist_ap")
         ops = backend(target)
-        return ops, ops.triplet_terms(dist_ap, dist_an, self.margin)
+        return target, ops, ops.triplet_terms(dist_ap, dist_an, self.margin)
 
     @follows_torch
     def __call__(self, dist_ap, dist_an):
         """The loss: a 0-d value of the distances' dtype (a 0-d device array on the GPU)."""
-        ops, (losses, _) = self._terms("TripletLoss", dist_ap, dist_an)
+        _, ops, (losses, _) = self._terms("TripletLoss", dist_ap, dist_an)
         return ops.mean(losses)
 
     @follows_torch
@@ -65,9 +65,10 @@ class TripletLoss:
         The soft margin's slope is the logistic function ``exp(-logaddexp(0, -z))``; the
         margin loss's is 1 where ``z + margin > 0`` and 0 elsewhere (0 at the kink).
         """
-        ops, (_, slopes) = self._terms("TripletLoss.vjp", dist_ap, dist_an)
+        target, ops, (_, slopes) = self._terms("TripletLoss.vjp", dist_ap, dist_an)
+        grad_out = _checks.grad_like("TripletLoss.vjp", grad_out, (), slopes.dtype, target)
         dtype = np.dtype(slopes.dtype).type
-        grad_ap = ops.scale(slopes, dtype(dtype(grad_out) / slopes.shape[0]))
+        grad_ap = ops.scale(slopes, dtype(dtype(ops.to_host(grad_out).item()) / slopes.shape[0]))
         return grad_ap, ops.negate(grad_ap)
 
 

@@ -107,9 +107,14 @@ def index_array(func, name, inds, n):
     return inds
 
 
+def _is_real_number(value):
+    """A Python or NumPy real number; not a bool (a flag passed by mistake), not a string."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def grad_like(func, grad_out, shape, dtype):
     """Check an output gradient: same shape and dtype as the output it belongs to."""
-    if np.isscalar(grad_out) and shape == ():
+    if shape == () and _is_real_number(grad_out):
         grad_out = np.asarray(grad_out, dtype=dtype)
     if not isinstance(grad_out, np.ndarray):
         raise TypeError(f"{func}: grad_out must be a numpy.ndarray; got {_describe(grad_out)}")

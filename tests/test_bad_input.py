@@ -305,6 +305,26 @@ def test_oracle_shortest_dist_vjp_rejects_array_grad_out_for_one_matrix():
         reference.shortest_dist_vjp(arr(3, 4), arr(1))
 
 
+# A scalar output's grad_out may be a real number; a bool, a string or None is a mistake.
+_SCALAR_VJPS = {
+    "shortest_dist_vjp": lambda pkg, g: pkg.shortest_dist_vjp(arr(3, 4), g),
+    "pair_local_dist_vjp": lambda pkg, g: pkg.pair_local_dist_vjp(arr(3, 4), arr(5, 4), g),
+    "TripletLoss.vjp": lambda pkg, g: pkg.TripletLoss(0.3).vjp(arr(3), arr(3), g),
+}
+
+
+@pytest.mark.parametrize("package", ["reference", "numba_impl"])
+@pytest.mark.parametrize("vjp", list(_SCALAR_VJPS))
+@pytest.mark.parametrize("grad_out", ["1.0", True, np.True_, None, 1 + 0j],
+                         ids=["str", "bool", "numpy bool", "None", "complex"])
+def test_scalar_grad_out_is_a_real_number(package, vjp, grad_out):
+    pkg = pytest.importorskip(package) if package == "numba_impl" else reference
+    for accepted in (1, 1.0, np.float32(1.0), np.int8(1)):
+        _SCALAR_VJPS[vjp](pkg, accepted)
+    with pytest.raises(TypeError, match=_names_pattern(["grad_out"])):
+        _SCALAR_VJPS[vjp](pkg, grad_out)
+
+
 def test_oracle_shortest_path_rejects_3d_input():
     with pytest.raises(ValueError, match=_names_pattern(["dist_mat"])):
         reference.shortest_path(arr(3, 4, 2))
