@@ -52,6 +52,8 @@ def _each_call():
 
 def _assert_dtypes(impl, func, outputs, names, dtype):
     outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+    assert len(outputs) == len(names), \
+        f"{impl.name}.{func}: {len(outputs)} outputs, the contract has {len(names)} ({names})"
     for name, out in zip(names, outputs):
         got = np.asarray(out).dtype
         if name.endswith("_inds"):
