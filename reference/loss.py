@@ -1,6 +1,4 @@
 """Triplet loss on mined distances, and the global and local losses of AlignedReID."""
-import math
-import numbers
 
 import numpy as np
 
@@ -29,12 +27,7 @@ class TripletLoss:
     """
 
     def __init__(self, margin=None):
-        if margin is not None and (not isinstance(margin, numbers.Real) or isinstance(margin, bool)):
-            raise TypeError(f"TripletLoss: margin must be a real number or None; got {margin!r}")
-        if margin is not None and not math.isfinite(margin):
-            # inf - inf and 0 * inf would make the loss or its slope NaN: no meaning to keep
-            raise ValueError(f"TripletLoss: margin must be finite (or None); got {margin!r}")
-        self.margin = None if margin is None else float(margin)
+        self.margin = _checks.margin_of(margin)
 
     def __repr__(self):
         return f"TripletLoss(margin={self.margin})"

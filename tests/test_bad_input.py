@@ -321,6 +321,13 @@ def test_scalar_grad_out_is_a_real_number(package, vjp, grad_out):
     pkg = pytest.importorskip(package) if package == "numba_impl" else reference
     for accepted in (1, 1.0, np.float32(1.0), np.int8(1)):
         _SCALAR_VJPS[vjp](pkg, accepted)
+    # An int beyond the float range rounds to inf, as a large float does (no OverflowError);
+    # inf times gradients of both signs may sum to NaN: NumPy warns, as it should.
+    for huge, rounded in ((10**400, np.inf), (-10**400, -np.inf)):
+        with np.errstate(all="ignore"):
+            got, want = _SCALAR_VJPS[vjp](pkg, huge), _SCALAR_VJPS[vjp](pkg, rounded)
+        for got_k, want_k in zip(got, want):
+            np.testing.assert_array_equal(got_k, want_k)
     with pytest.raises(TypeError, match=_names_pattern(["grad_out"])):
         _SCALAR_VJPS[vjp](pkg, grad_out)
 

@@ -1,4 +1,6 @@
 """Hard-example mining and the triplet, global and local losses, against the oracle."""
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -81,11 +83,14 @@ def test_soft_margin_does_not_overflow(impl):
 
 
 @pytest.mark.uses("TripletLoss")
-@pytest.mark.parametrize("margin", [float("nan"), float("inf"), -float("inf"), np.float32("nan")],
-                         ids=["nan", "inf", "-inf", "float32 nan"])
+@pytest.mark.parametrize("margin", [float("nan"), float("inf"), -float("inf"), np.float32("nan"),
+                                    10**400, -Fraction(10**400)],
+                         ids=["nan", "inf", "-inf", "float32 nan", "int beyond float",
+                              "Fraction beyond float"])
 def test_triplet_loss_refuses_non_finite_margin(impl, margin):
     # With margin +-inf the hinge is inf - inf or 0 * inf somewhere (NaN loss or slope);
-    # a NaN margin has no meaning. The contract refuses them, in every implementation.
+    # a NaN margin has no meaning; a Python number beyond the float range becomes +-inf.
+    # The contract refuses them, in every implementation (not with an OverflowError).
     with pytest.raises(ValueError, match=r"\bmargin\b"):
         impl.function("TripletLoss")(margin)
 

@@ -1,7 +1,5 @@
 """Triplet loss and the global and local losses of AlignedReID."""
 
-import math
-import numbers
 
 import torch
 
@@ -32,16 +30,7 @@ class TripletLoss:
     """
 
     def __init__(self, margin=None):
-        if margin is not None and (isinstance(margin, bool) or
-                                   not isinstance(margin, numbers.Real)):
-            raise TypeError(
-                f"TripletLoss: margin must be a real number or None; got "
-                f"{type(margin).__name__}")
-        if margin is not None and not math.isfinite(margin):
-            # inf - inf and 0 * inf would make the loss or its slope NaN
-            raise ValueError(
-                f"TripletLoss: margin must be finite (or None); got {margin!r}")
-        self.margin = None if margin is None else float(margin)
+        self.margin = _checks.margin_of(margin)
 
     def __repr__(self):
         return f"TripletLoss(margin={self.margin!r})"
