@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import reference
 from reference import error_model
@@ -164,6 +165,28 @@ def test_shortest_dist_gradient_bitwise_with_infinite_cells(impl, d):
     ones = np.ones(d.shape[2:], d.dtype)
     got = impl.vjp("shortest_dist", d, grad_out=ones)
     assert_bitwise(got, reference.shortest_dist_vjp(d, ones), impl, "shortest_dist_vjp", [d])
+
+
+@st.composite
+def _matrices_and_any_grad_out(draw):
+    """Cost matrices ``[m, n, k]`` and a ``grad_out`` of any value of their dtype."""
+    d = draw(cost_matrices(batch=True))
+    grad_out = draw(hnp.arrays(d.dtype, d.shape[2:], elements=hnp.from_dtype(d.dtype)))
+    return d, grad_out
+
+
+@pytest.mark.uses("shortest_dist", "shortest_dist_vjp")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy on NaN and overflow: expected
+@given(_matrices_and_any_grad_out())
+@example((np.array([[.1, .9, .5], [.2, .1, .7], [.3, .3, .1]])[:, :, None], np.array([np.inf])))
+def test_shortest_dist_gradient_bitwise_for_every_grad_out(impl, case):
+    # The gradient is the path's indicator times grad_out, for any grad_out: +-inf and NaN
+    # on the path, exactly 0 off it (not inf * 0 = NaN), subnormals and huge values as the
+    # oracle scales them.
+    d, grad_out = case
+    got = impl.vjp("shortest_dist", d, grad_out=grad_out)
+    assert_bitwise(got, reference.shortest_dist_vjp(d, grad_out), impl, "shortest_dist_vjp",
+                   [d, grad_out])
 
 
 @pytest.mark.uses("shortest_dist", "shortest_dist_vjp")

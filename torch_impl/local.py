@@ -26,7 +26,7 @@ from ._autocast import float32_under_autocast
 from .distance import (SQ_DIST_CLAMP, _batch_sq_dist, _expansion_is_safe,
                        _redo_overflowed, _squared_norms)
 from .path import (_value, _ShortestDist, _skewed_buffer, _table_forward,
-                   _unit_flow)
+                   _times_where_flowing, _unit_flow)
 
 # Elements of one block of stripe distances (M_chunk * m * N_chunk * n).
 # 4 Mi float32 = 16 MiB fits in a CPU's last-level cache, so the in-place
@@ -118,7 +118,7 @@ def _double_backward(ctx, x, y, table, grad_out):
     """Backward as a graph (double backward): formula 1 rebuilt on x, y."""
     with torch.no_grad():
         flow = _unit_flow(table, x.shape[1], y.shape[1]).permute(2, 0, 1)
-    grad_stripe = flow * grad_out[:, None, None]
+    grad_stripe = _times_where_flowing(flow, grad_out[:, None, None])
     wanted = [t for t, need in zip((x, y), ctx.needs_input_grad) if need]
     with torch.enable_grad():
         again = torch.tanh(_batch_sq_dist(x, y).clamp(min=SQ_DIST_CLAMP).sqrt() * 0.5)

@@ -201,6 +201,12 @@ def _table_flow(table, seed, scale=1, reuse=False):
     flow, seeded, w_up, w_left, (first_row, first_col), loop = \
         _flow_buffers(table, reuse)
     flow.zero_()
+    factor = None
+    if torch.is_tensor(seed) and not _all_finite_on_cpu(seed):
+        # A non-finite seed would meet the zero shares off the path (inf * 0
+        # is NaN): its matrix gets a unit flow here, times the seed at the end.
+        finite = torch.isfinite(seed)
+        seed, factor = torch.where(finite, seed, 1), torch.where(finite, 1, seed)
     seeded.add_(seed, alpha=scale)  # sets it: 0 + scale * seed
     if loop:
         up, left = table[:-1, :m], table[:-1, 1:]
@@ -215,7 +221,21 @@ def _table_flow(table, seed, scale=1, reuse=False):
         for g, up_k, left_k, w_u, w_l in loop:
             up_k.addcmul_(g, w_u)
             left_k.addcmul_(g, w_l)
-    return flow
+    return flow if factor is None else _times_where_flowing(flow, factor)
+
+
+def _all_finite_on_cpu(seed):
+    """True for a CPU tensor of finite values: its flow needs no correction. On
+    a GPU the answer would cost a synchronisation, so the correction (a few
+    element-wise operations, queued) always runs there."""
+    return seed.device.type == "cpu" and bool(torch.isfinite(seed).all())
+
+
+def _times_where_flowing(flow, factor):
+    """``flow * factor`` (``factor`` broadcast over the batch dimensions), but
+    exactly 0 where nothing flows, also for an infinite or NaN ``factor``: the
+    gradient is the path's indicator times ``grad_out``, 0 off the path."""
+    return torch.where(flow != 0, flow * factor, flow)
 
 
 def _unit_flow(table, m, n, seed=1, scale=1, reuse=False):
@@ -253,7 +273,7 @@ class _ShortestDist(torch.autograd.Function):
             # (piecewise linear), so flow * grad_out is the exact graph.
             with torch.no_grad():
                 flow = _unit_flow(table, *ctx.dims)
-            return flow * grad_out
+            return _times_where_flowing(flow, grad_out)
         return _unit_flow(table, *ctx.dims, seed=grad_out)
 
 
