@@ -169,9 +169,14 @@ def test_shortest_dist_gradient_bitwise_with_infinite_cells(impl, d):
 
 @st.composite
 def _matrices_and_any_grad_out(draw):
-    """Cost matrices ``[m, n, k]`` and a ``grad_out`` of any value of their dtype."""
+    """Cost matrices ``[m, n, k]`` and a ``grad_out`` of any value of their dtype whose
+    shares stay normal: halving ``m + n`` times is then exact, so any order of the sums
+    (or a fused multiply-add) gives the same bits. Smaller ones may round in their last
+    bit (see the contract)."""
     d = draw(cost_matrices(batch=True))
-    grad_out = draw(hnp.arrays(d.dtype, d.shape[2:], elements=hnp.from_dtype(d.dtype)))
+    exact_below = np.finfo(d.dtype).tiny * 2.0 ** (d.shape[0] + d.shape[1])
+    elements = hnp.from_dtype(d.dtype).filter(lambda v: not 0 < abs(v) < exact_below)
+    grad_out = draw(hnp.arrays(d.dtype, d.shape[2:], elements=elements))
     return d, grad_out
 
 
@@ -181,8 +186,8 @@ def _matrices_and_any_grad_out(draw):
 @example((np.array([[.1, .9, .5], [.2, .1, .7], [.3, .3, .1]])[:, :, None], np.array([np.inf])))
 def test_shortest_dist_gradient_bitwise_for_every_grad_out(impl, case):
     # The gradient is the path's indicator times grad_out, for any grad_out: +-inf and NaN
-    # on the path, exactly 0 off it (not inf * 0 = NaN), subnormals and huge values as the
-    # oracle scales them.
+    # on the path, exactly 0 off it (not inf * 0 = NaN), huge values as the oracle scales
+    # them.
     d, grad_out = case
     got = impl.vjp("shortest_dist", d, grad_out=grad_out)
     assert_bitwise(got, reference.shortest_dist_vjp(d, grad_out), impl, "shortest_dist_vjp",
