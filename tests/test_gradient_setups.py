@@ -215,3 +215,40 @@ def test_local_loss_gradient_far_from_the_margin(impl, margin, mined):
     want = reference.local_loss_vjp(loss, local_feat, **kwargs)
     assert_within(got, want, error_model.local_loss_grad_tolerance(local_feat, np.float64), impl,
                   f"local_loss_vjp (margin {margin})", [local_feat, ids])
+
+
+# --- a NaN value in the loss -------------------------------------------------------------------
+def _images_of(func, index):
+    """The indices into ``x`` and ``y`` of the features an output entry is computed from."""
+    if func in ("euclidean_dist", "local_dist"):
+        return index[:1], index[1:]
+    if func == "batch_euclidean_dist":
+        return index[:2], (index[0], index[2])
+    return index, index  # batch_local_dist: pair k; pair_local_dist: the one pair, ()
+
+
+@_each_pair_function()
+@pytest.mark.parametrize("where", ["x first stripe", "x last stripe", "y first stripe",
+                                   "one stripe each"])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy on NaN: expected
+def test_nan_value_never_has_an_all_finite_gradient(impl, func, x_shape, y_shape, where):
+    # A pair whose value is NaN and whose grad_out is not 0 is in the loss: its images'
+    # gradients must hold a NaN, as the loss does. An all-finite gradient there would let
+    # a NaN step through unseen (AMP's GradScaler and NaN guards look at gradients).
+    rng = np.random.default_rng(6)
+    x_shape = (*x_shape[:-2], 1, x_shape[-1]) if where == "one stripe each" else x_shape
+    x, y = rng.standard_normal(x_shape), rng.standard_normal(y_shape)
+    target, stripe = (y, 0) if where.startswith("y") else (x, -1 if "last" in where else 0)
+    target[(0,) * (target.ndim - 2) + (stripe, 1)] = np.nan
+    if where == "one stripe each":  # the only stripe of x holds a NaN, and a stripe of y
+        y[(0,) * (y.ndim - 2) + (1, 0)] = np.nan
+    grad_out = rng.uniform(0.5, 1.5, size=np.shape(getattr(reference, func)(x, y)))
+    value = reference.__dict__[func](x, y)
+    grad_x, grad_y = impl.vjp(func, x, y, grad_out=grad_out)
+    nan_entries = [tuple(int(i) for i in index) for index in np.argwhere(np.isnan(value))]
+    assert nan_entries, "test data has no NaN value"
+    for index in nan_entries:
+        in_x, in_y = _images_of(func, index)
+        assert np.isnan(grad_x[in_x]).any() and np.isnan(grad_y[in_y]).any(), (
+            f"{impl.name}.{func}: the value at {index} is NaN but the gradients of its "
+            f"images x{list(in_x)} and y{list(in_y)} are finite (planted: {where})")

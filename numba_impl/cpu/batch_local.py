@@ -61,7 +61,8 @@ def _batch_local_kernel(x, y, dots, half, clamp, limit, sq, t, table, out):
 @parallel_jit
 def _batch_local_vjp_kernel(x, y, sq, t, table, grad_out, half, clamp, grad_x, grad_y):
     """Reverse pass of formula 2 from the kept table, then the chain rule on the path cells
-    only (the flow is zero elsewhere). Pairs share no gradient. ``grad_x`` and ``grad_y``
+    only (the flow is zero elsewhere); a pair whose value is NaN gets NaN gradients whole.
+    Pairs share no gradient. ``grad_x`` and ``grad_y``
     are written whole (each pair's rows are zeroed just before its sums, while in cache).
     Sums run over ``j`` for ``grad_x`` and over ``i`` for ``grad_y``.
     """
@@ -77,6 +78,12 @@ def _batch_local_vjp_kernel(x, y, sq, t, table, grad_out, half, clamp, grad_x, g
             k = p0 + c
             grad_x[k] = 0
             grad_y[k] = 0
+            if np.isnan(table[b, m - 1, n - 1, c]):
+                # A NaN value: the flow avoids its NaN cells, so the sums below would be
+                # finite; its images get NaN gradients, as 0 * NaN gives in the oracle.
+                grad_x[k] = np.nan
+                grad_y[k] = np.nan
+                continue
             for i in range(m):
                 x_i, gx = x[k, i], grad_x[k, i]
                 for j in range(n):

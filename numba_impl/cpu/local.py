@@ -121,7 +121,9 @@ def local_dist(x, y, chunk_size=None, progress=False):
 @parallel_jit
 def _cross_coef_kernel(x, y, grad_out, half, clamp, coef):
     """``coef[q, g, i, j]``: the chain-rule weight of pair ``(q, g)`` at stripes ``(i, j)``
-    (``_scalar.path_coef``) from the flow of formula 2; zero off the path."""
+    (``_scalar.path_coef``) from the flow of formula 2; zero off the path. A pair whose
+    value is NaN gets NaN everywhere: the flow avoids its NaN cells, and its images'
+    gradients must be NaN (as ``0 * NaN`` makes them in the oracle), not finite."""
     queries, m, _ = x.shape
     gallery, n, _ = y.shape
     for q in prange(queries):
@@ -136,11 +138,14 @@ def _cross_coef_kernel(x, y, grad_out, half, clamp, coef):
         dp.dp_forward(stripes, m, n, 0, gallery, table)
         dp.dp_backward(table, grad_out[q], half, m, n, 0, gallery, flow)
         for g in range(gallery):
+            nan_value = np.isnan(table[m - 1, n - 1, g])
             for i in range(m):
                 for j in range(n):
                     w = flow[i, j, g]
                     coef[q, g, i, j] = clamp - clamp
-                    if w != 0:
+                    if nan_value:  # NaN gradients for both images, as in the oracle
+                        coef[q, g, i, j] = table[m - 1, n - 1, g]
+                    elif w != 0:
                         sq = scalar.sq_dist(x, q, i, y, g, j)
                         coef[q, g, i, j] = scalar.path_coef(
                             sq, scalar.stripe_of_sq(sq, half, clamp), w, half, clamp)

@@ -5,7 +5,7 @@ from .context import empty
 from .launch import launch
 from .path import shortest_kernel, shortest_vjp
 from .pull import pull_rows
-from .stripes import pair_stripes, path_coef_kernel, squared_norms
+from .stripes import nan_pairs_kernel, pair_stripes, path_coef_kernel, squared_norms
 
 
 def batch_local_dist(x, y):
@@ -21,6 +21,7 @@ def batch_local_dist_vjp(x, y, grad_out):
     flow = zeros(d.shape, d.dtype)
     shortest_vjp(d, grad_out.reshape(1, x.shape[0]), 0, 0, flow)
     launch(path_coef_kernel, flow.size, x, y, 0, 0, half, clamp, True, flow)
+    launch(nan_pairs_kernel, x.shape[0], d, flow)
     grad_x, grad_y = zeros(x.shape, x.dtype), zeros(y.shape, y.dtype)
     pull_rows(x, y, flow, 0, 0, True, grad_x, grad_y)
     return grad_x, grad_y

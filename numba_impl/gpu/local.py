@@ -15,7 +15,8 @@ from .context import empty
 from .launch import launch
 from .path import shortest_kernel, shortest_vjp
 from .pull import pull_rows
-from .stripes import by_stripe_kernel, cross_stripes, path_coef_kernel, squared_norms
+from .stripes import (by_stripe_kernel, cross_stripes, nan_pairs_kernel, path_coef_kernel,
+                      squared_norms)
 
 
 def _cross_tiles(x, y):
@@ -58,5 +59,6 @@ def local_dist_vjp(x, y, grad_out):
         flow = zeros(d.shape, d.dtype)
         shortest_vjp(d, grad_out, q0, g0, flow)
         launch(path_coef_kernel, flow.size, x, y, q0, g0, half, clamp, False, flow)
+        launch(nan_pairs_kernel, d.shape[0] * d.shape[3], d, flow)
         pull_rows(x, y, flow, q0, g0, False, grad_x, grad_y)
     return grad_x, grad_y

@@ -125,6 +125,27 @@ def path_coef_kernel(x, y, q0, g0, half, clamp, paired, flow):
                                                 clamp)
 
 
+@kernel("F4", "F4")
+def nan_pairs_kernel(d, coef):
+    """Set the coefficients of every pair of ``d [B, m, n, P]`` (its table of formula 2,
+    or its formula 1 where ``grad_out`` is 0) that holds a NaN to NaN, all of them: a NaN
+    stripe makes the pair's value NaN, the flow avoids its NaN cells, and its images'
+    gradients must be NaN (as ``0 * NaN`` makes them in the oracle), not finite."""
+    k = cuda.grid(1)
+    if k < d.shape[0] * d.shape[3]:
+        b, p = k // d.shape[3], k % d.shape[3]
+        m, n = d.shape[1], d.shape[2]
+        found = d[b, 0, 0, p]  # a NaN of the pair's, if it has one (no float64 constant)
+        for i in range(m):
+            for j in range(n):
+                if math.isnan(d[b, i, j, p]):
+                    found = d[b, i, j, p]
+        if math.isnan(found):
+            for i in range(m):
+                for j in range(n):
+                    coef[b, i, j, p] = found
+
+
 def pair_stripes(x, y, xx, yy):
     """Formula 1 of each aligned pair's stripes, laid out ``[1, m, n, N]``."""
     pairs, m, _ = x.shape

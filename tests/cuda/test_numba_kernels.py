@@ -312,3 +312,23 @@ def test_local_dist_reports_progress_as_on_the_cpu(capfd, rng):
     np.testing.assert_array_equal(loud, quiet)
     err = capfd.readouterr().err
     assert "\r" not in err and err.splitlines()[-1] == "local_dist: 15/15 pairs (100%)", err
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_pairs_get_nan_gradients_as_on_the_cpu(block, dtype, rng):
+    # A NaN feature makes its pairs' values NaN; the flow of formula 2 avoids the NaN cells,
+    # and the kernels must still give those pairs' images NaN gradients, where the CPU does
+    # (tests/test_gradient_setups.py::test_nan_value_never_has_an_all_finite_gradient).
+    x = rng.standard_normal((5, 3, 4)).astype(dtype)
+    y = rng.standard_normal((5, 2, 4)).astype(dtype)
+    x[1, 2, 0], y[3, 0, 1] = np.nan, np.nan
+    grad_out = rng.random((5, 5)).astype(dtype)
+    grad_out[1, 0] = 0  # a NaN pair with grad_out 0: no table built, formula 1 holds the NaN
+    for func, args in (("batch_local_dist_vjp", (x, y, grad_out[:, 0].copy())),
+                       ("local_dist_vjp", (x, y, grad_out))):
+        cpu = getattr(numba_impl, func)(*args)
+        gpu = getattr(numba_impl, func)(*(_dev(a) for a in args))
+        for name, got, want in zip(("grad_x", "grad_y"), gpu, cpu):
+            np.testing.assert_array_equal(np.isnan(_host(got)), np.isnan(want),
+                                          err_msg=f"{func} {name}: NaN where the CPU has none")
+            assert np.isnan(want).any(), f"{func} {name}: the test plants no NaN pair"
