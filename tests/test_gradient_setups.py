@@ -88,26 +88,27 @@ def test_only_one_input_requires_grad(impl, func, x_shape, y_shape, only):
 
 # --- tied paths between distinct images -----------------------------------------------------
 @st.composite
-def images_with_repeated_stripes(draw, dims=(1, 2, 3, 4), repeats=(2, 5)):
+def images_with_repeated_stripes(draw, dims=(1,), repeats=(2, 9), other=True):
     """Two distinct images ``x [m, d]``, ``y [n, d]`` whose first stripes repeat one vector
-    each (``a`` in x, ``b`` in y), sometimes followed by one other stripe; returns
+    each (``a`` in x, ``b`` in y), with ``other`` sometimes followed by one other stripe; returns
     ``(x, y, p, q)`` with ``p``, ``q`` the lengths of the repeated runs.
 
     Every cell of the repeated block is the distance of the same two vectors, so the
-    oracle's cells there are equal and the paths through the block tie exactly. A module
-    that takes the dot products from a matrix product may round them differently by
-    position at larger sizes (7 or 9 stripes of 16 or 128 features do it), its cells there
-    an ulp apart: it may then route the flow along one of the tied paths (see the
-    contract). (Ties of sums of different numbers: not made here.)
+    oracle's cells there are equal and the paths through the block tie exactly. With one
+    feature a dot product is one rounded product in any arithmetic, so every module's cells
+    there are equal too; with more, a module that takes the dot products from a matrix
+    product may round them differently by position (4 features in 3 x 5 stripes, or 9 of
+    16 features, do it), its cells an ulp apart: it may then route the flow along one of
+    the tied paths (see the contract). (Ties of sums of different numbers: not made here.)
     """
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     dim = draw(st.sampled_from(dims))
-    a, b, c, e = rng.standard_normal((4, dim))
+    a, b, c, e = rng.standard_normal((4, dim)) / np.sqrt(dim)  # distances near 1, not saturated
     p, q = draw(st.integers(*repeats)), draw(st.integers(*repeats))
     x, y = np.repeat(a[None], p, axis=0), np.repeat(b[None], q, axis=0)
-    if draw(st.booleans()):
+    if other and draw(st.booleans()):
         x = np.concatenate([x, c[None]])
-    if draw(st.booleans()):
+    if other and draw(st.booleans()):
         y = np.concatenate([y, e[None]])
     return x, y, p, q
 
@@ -130,8 +131,8 @@ def _exact_tie(x, y):
                   "batch_local_dist_vjp", "local_dist", "local_dist_vjp")
 @given(images_with_repeated_stripes())
 def test_tied_paths_between_distinct_images(impl, images):
-    # A few features per stripe: the cells of the repeated block are equal in every
-    # implementation of this project, so the gradient splits at each tie as the oracle's.
+    # One feature per stripe: the cells of the repeated block are equal in any arithmetic,
+    # so the gradient splits at each tie as the oracle's.
     x, y, _, _ = images
     assume(_exact_tie(x, y))
     want = reference.pair_local_dist_vjp(x, y, 1.0)
@@ -154,13 +155,13 @@ def _by_run(grad, run):
 
 @pytest.mark.uses("pair_local_dist", "pair_local_dist_vjp", "batch_local_dist",
                   "batch_local_dist_vjp", "local_dist", "local_dist_vjp")
-@given(images_with_repeated_stripes(dims=(16, 128), repeats=(6, 9)))
+@given(images_with_repeated_stripes(dims=(2, 4, 16, 128), other=False))
 @example((np.repeat(_U, 9, axis=0), np.repeat(_W, 9, axis=0), 9, 9))  # a BLAS tie broken
-def test_repeated_stripes_at_blas_sizes(impl, images):
+def test_repeated_stripes_of_several_features(impl, images):
     # Where a matrix product may break the tie by an ulp, the flow may take one tied path:
-    # the repeated run's total gradient is the same whichever it takes.
+    # the repeated run's total gradient is the same whichever it takes. (Only repeated
+    # stripes: every path ties, in exact arithmetic and in the oracle's cells.)
     x, y, p, q = images
-    assume(_exact_tie(x, y))
     want = reference.pair_local_dist_vjp(x, y, 1.0)
     # each row within tol, so the run's sum of p (q) rows within p (q) times it
     tol = error_model.local_grad_tolerance(x[None], y[None], np.ones(1), np.float64)
