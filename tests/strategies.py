@@ -166,17 +166,21 @@ from reference.crosscheck import LAYOUTS  # noqa: E402 - kept with the strategie
 
 
 @st.composite
-def cost_matrices_with_extremes(draw, min_side=1, max_side=16, dtype=None, batch=False):
+def cost_matrices_with_extremes(draw, min_side=1, max_side=16, dtype=None, batch=False,
+                                non_finite=False):
     """Cost matrices with some cells ``+inf`` or so large that path sums overflow to ``+inf``.
 
     Where every path through a cell is infinite, the comparisons of formula 2 tie between
     infinities, and on the first row and column with the ``+inf`` padding that some
     implementations read outside the matrix: the gradient must still stay inside it.
-    No ``-inf``: with ``+inf`` in the same matrix it makes NaN (``inf - inf``).
+    No ``-inf`` unless ``non_finite``: with ``+inf`` in the same matrix it makes NaN
+    (``inf - inf``); ``non_finite`` plants ``-inf`` and NaN cells too, so that the table
+    of formula 2 holds NaN and its comparisons are false both ways.
     """
     d = draw(cost_matrices(min_side, max_side, dtype=dtype, batch=batch))
     big = np.finfo(d.dtype).max
-    extremes = np.array([np.inf, big, big / 2], dtype=d.dtype)
+    extremes = np.array([np.inf, big, big / 2] + ([-np.inf, np.nan] if non_finite else []),
+                        dtype=d.dtype)
     planted = draw(hnp.arrays(np.bool_, d.shape, elements=st.sampled_from([False, False, True])))
     which = draw(hnp.arrays(np.int8, d.shape, elements=st.integers(0, len(extremes) - 1)))
     d[planted] = extremes[which[planted]]

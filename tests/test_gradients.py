@@ -167,6 +167,20 @@ def test_shortest_dist_gradient_bitwise_with_infinite_cells(impl, d):
     assert_bitwise(got, reference.shortest_dist_vjp(d, ones), impl, "shortest_dist_vjp", [d])
 
 
+@pytest.mark.uses("shortest_dist", "shortest_dist_vjp")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy on inf - inf: expected
+@given(cost_matrices_with_extremes(batch=True, non_finite=True))
+@example(np.where(np.arange(20).reshape(4, 5) // 5 == 1, np.inf,
+                  np.where(np.arange(20).reshape(4, 5) == 13, -np.inf, 0.5))[:, :, None])
+def test_shortest_dist_gradient_bitwise_where_the_table_holds_nan(impl, d):
+    # NaN cells, or +inf and -inf on one path (inf - inf), put NaN into the table of
+    # formula 2: a comparison with NaN is false both ways, and the oracle's reverse pass
+    # then sends that cell's gradient nowhere. Every implementation must do the same.
+    ones = np.ones(d.shape[2:], d.dtype)
+    got = impl.vjp("shortest_dist", d, grad_out=ones)
+    assert_bitwise(got, reference.shortest_dist_vjp(d, ones), impl, "shortest_dist_vjp", [d])
+
+
 @st.composite
 def _matrices_and_any_grad_out(draw):
     """Cost matrices ``[m, n, k]`` and a ``grad_out`` of any value of their dtype whose

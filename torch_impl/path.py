@@ -151,7 +151,7 @@ _SCRATCH_MAX_ELEMENTS = 1 << 20
 
 def _flow_buffers(table, reuse):
     """``(flow, its seeded cell, w_up, w_left, views of the first row and
-    column of w_up, views of the reverse loop)``.
+    column of w_up and of w_left, views of the reverse loop)``.
 
     ``reuse`` takes them from the per-thread scratch, for small tables on the
     CPU only (on a GPU a buffer reused across calls could race with work on
@@ -172,8 +172,8 @@ def _flow_buffers(table, reuse):
     loop = tuple(zip(to_left[:0:-1], to_up[-2::-1], to_left[-2::-1],
                      w_up.unbind(0)[::-1], w_left.unbind(0)[::-1]))
     # The shares of the first row (t = 0: no cell above) and of the first
-    # column (cell (k + 1, 0) at [k, k + 1]: no cell to the left).
-    edges = w_up[:, 0], w_up.diagonal(1, 0, 1)
+    # column (cell (k + 1, 0) at [k, k + 1]: no cell to the left), up and left.
+    edges = tuple((w[:, 0], w.diagonal(1, 0, 1)) for w in (w_up, w_left))
     buffers = flow, flow[steps - 1, m], w_up, w_left, edges, loop
     if reuse:
         _flow_scratch.key, _flow_scratch.buffers = key, buffers
@@ -187,9 +187,9 @@ def _table_flow(table, seed, scale=1, reuse=False):
 
     Each cell sends its gradient to the neighbour that won the ``min``, half
     to each on an exact tie (the ``torch.minimum`` rule), so for ``seed = 1``
-    the result is a unit flow.  A NaN comparison sends nothing to "up" and
-    everything to "left" (neither ``<`` nor ``==`` holds); the forward value
-    is NaN there anyway.  The first row sends everything left and the first
+    the result is a unit flow.  A NaN comparison sends it nowhere (none of
+    ``<``, ``>``, ``==`` holds), as the oracle's reverse pass does; the
+    forward value is NaN there anyway.  The first row sends everything left and the first
     column everything up, whatever the values: compared with the ``+inf``
     padding, a ``+inf`` cell would tie and leak half of the flow out of the
     matrix.  So cells outside the matrix receive nothing.
@@ -198,8 +198,7 @@ def _table_flow(table, seed, scale=1, reuse=False):
     next call overwrites: only for a caller that consumes it at once.
     """
     m = table.shape[1] - 1
-    flow, seeded, w_up, w_left, (first_row, first_col), loop = \
-        _flow_buffers(table, reuse)
+    flow, seeded, w_up, w_left, edges, loop = _flow_buffers(table, reuse)
     flow.zero_()
     factor = None
     if torch.is_tensor(seed) and not _all_finite_on_cpu(seed):
@@ -210,14 +209,17 @@ def _table_flow(table, seed, scale=1, reuse=False):
     seeded.add_(seed, alpha=scale)  # sets it: 0 + scale * seed
     if loop:
         up, left = table[:-1, :m], table[:-1, 1:]
-        # The shares of all diagonals at once, straight into float buffers
-        # (no bool temporaries to convert): 1 to the smaller side, 0.5 each
-        # on a tie.
-        torch.lt(up, left, out=w_up).add_(
-            torch.eq(up, left, out=w_left), alpha=0.5)
-        first_row.zero_()
-        first_col.fill_(1)
-        torch.sub(1, w_up, out=w_left)
+        # The shares of all diagonals at once, straight into float buffers: 1
+        # to the smaller side, 0.5 each on a tie, and 0 to both where a NaN
+        # makes both comparisons false (the gradient goes nowhere from there).
+        torch.eq(up, left, out=w_left).mul_(0.5)
+        torch.lt(up, left, out=w_up).add_(w_left)
+        w_left.add_(torch.gt(up, left))
+        (up_row, up_col), (left_row, left_col) = edges
+        up_row.zero_()
+        left_row.fill_(1)
+        up_col.fill_(1)
+        left_col.zero_()
         for g, up_k, left_k, w_u, w_l in loop:
             up_k.addcmul_(g, w_u)
             left_k.addcmul_(g, w_l)
