@@ -1,6 +1,5 @@
 """Triplet loss and the global and local losses of AlignedReID."""
 
-
 import torch
 
 from . import _checks

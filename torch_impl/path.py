@@ -189,10 +189,10 @@ def _table_flow(table, seed, scale=1, reuse=False):
     to each on an exact tie (the ``torch.minimum`` rule), so for ``seed = 1``
     the result is a unit flow.  A NaN comparison sends it nowhere (none of
     ``<``, ``>``, ``==`` holds), as the oracle's reverse pass does; the
-    forward value is NaN there anyway.  The first row sends everything left and the first
-    column everything up, whatever the values: compared with the ``+inf``
-    padding, a ``+inf`` cell would tie and leak half of the flow out of the
-    matrix.  So cells outside the matrix receive nothing.
+    forward value is NaN there anyway.  The first row sends everything left
+    and the first column everything up, whatever the values: compared with
+    the ``+inf`` padding, a ``+inf`` cell would tie and leak half of the flow
+    out of the matrix.  So cells outside the matrix receive nothing.
 
     With ``reuse`` the result lives in a per-thread scratch buffer that the
     next call overwrites: only for a caller that consumes it at once.
@@ -205,7 +205,8 @@ def _table_flow(table, seed, scale=1, reuse=False):
         # A non-finite seed would meet the zero shares off the path (inf * 0
         # is NaN): its matrix gets a unit flow here, times the seed at the end.
         finite = torch.isfinite(seed)
-        seed, factor = torch.where(finite, seed, 1), torch.where(finite, 1, seed)
+        seed, factor = (torch.where(finite, seed, 1),
+                        torch.where(finite, 1, seed))
     seeded.add_(seed, alpha=scale)  # sets it: 0 + scale * seed
     if loop:
         up, left = table[:-1, :m], table[:-1, 1:]

@@ -62,8 +62,8 @@ def _batch_local_kernel(x, y, dots, half, clamp, limit, sq, t, table, out):
 def _batch_local_vjp_kernel(x, y, sq, t, table, grad_out, half, clamp, grad_x, grad_y):
     """Reverse pass of formula 2 from the kept table, then the chain rule on the path cells
     only (the flow is zero elsewhere); a pair whose value is NaN gets NaN gradients whole.
-    Pairs share no gradient. ``grad_x`` and ``grad_y``
-    are written whole (each pair's rows are zeroed just before its sums, while in cache).
+    Pairs share no gradient. ``grad_x`` and ``grad_y`` are written whole (each pair's rows
+    are zeroed just before its sums, while in cache).
     Sums run over ``j`` for ``grad_x`` and over ``i`` for ``grad_y``.
     """
     pairs, m, dim = x.shape
