@@ -203,3 +203,34 @@ def test_every_test_of_an_implementation_has_a_clause():
     judged = [p for p in placed if p[0] not in clauses.OTHER_PACKAGES]
     assert judged and not [p for p in judged if p[2] == "unclassified"]
     assert {p[0] for p in judged} == set(clauses.TESTS), "clauses.TESTS lists the modules that judge"
+
+
+def _document(**totals):
+    counts = dict(passed=0, failed=0, defects=0, errors=0, accepted=0, refusals=0,
+                  conventions=0, skipped=0)
+    return {"implementations": [{"name": "m", "array": "numpy", "totals": {**counts, **totals}}]}
+
+
+def test_exit_status_says_whether_a_module_was_judged(tmp_path):
+    from reference.gate.__main__ import exit_status
+
+    assert exit_status(_document(passed=5)) == 0
+    assert exit_status(_document(passed=5, failed=2, refusals=2)) == 0  # not defects
+    assert exit_status(_document(passed=5, failed=2, defects=2)) == 1
+    # a module that crashes everywhere, one test of it erroring: defects, not "not judged"
+    assert exit_status(_document(failed=107, defects=107, errors=1)) == 1
+    assert exit_status(_document()) == 2  # nothing judged: no function of the contract
+    assert exit_status(_document(errors=3)) == 2
+    # a report that cannot be written is a usage error before anything runs
+    code, output = _gate("os.path", f"--gate-report={tmp_path / 'missing' / 'v.json'}")
+    assert code == 2 and "--gate-report" in output and "Traceback" not in output, output[-2000:]
+
+
+def test_a_module_without_contract_functions_is_not_judged(tmp_path):
+    # os.path is importable and holds none of the contract's functions: nothing judged, 2
+    # (a CI gate pointed at a package instead of its module must not pass green)
+    code, output = _gate("os.path", "--profile", "dev", cwd=tmp_path,
+                         env={"PYTHONPATH": str(ROOT)})
+    assert code == 2, output[-2000:]
+    assert "nothing was judged" in output
+    assert "verdict written to" not in output  # its scratch report is gone when it returns

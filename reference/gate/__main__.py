@@ -11,8 +11,8 @@ ends with the verdict by contract clause; ``--gate-report PATH.json`` writes it 
 
 Exit status: 0 when no defect was found (wrong results or crashes on valid input; bad
 input refused with another exception, or another convention, is reported but passes),
-1 when one was, 2 when the suite could not run or judge (a module that fails to import,
-a usage error). Arguments after ``--`` go to pytest as they are (``-- -k mining -x``).
+1 when one was, 2 when the suite could not run or judge (a module that fails to import
+or holds no function of the contract, a usage error). Arguments after ``--`` go to pytest as they are (``-- -k mining -x``).
 """
 import argparse
 import json
@@ -55,11 +55,14 @@ def pytest_arguments(modules, array, report, numerics_only, scratch, extra=(), p
 
 
 def exit_status(document):
-    """0 without defects, 1 with, 2 when a module could not be judged at all."""
+    """0 without defects, 1 with, 2 when a module could not be judged: it did not import,
+    no test judged it (no function of the contract in it), or its tests only errored."""
     status = 0
     for implementation in document["implementations"]:
         totals = implementation["totals"]
-        if implementation["array"] == "?" or (totals["errors"] and not totals["passed"]):
+        judged = totals["passed"] + totals["failed"]
+        if implementation["array"] == "?" or not judged or (
+                totals["errors"] and not totals["passed"] and not totals["defects"]):
             return 2
         if totals["defects"]:
             status = 1
@@ -99,6 +102,8 @@ def main(argv=None):
     parser.add_argument("--profile", choices=PROFILES, default=None,
                         help="how many examples Hypothesis tries (default: ci, 100 per test)")
     args = parser.parse_args(argv)
+    if args.gate_report and not os.path.isdir(os.path.dirname(os.path.abspath(args.gate_report))):
+        parser.error(f"--gate-report: the folder of {args.gate_report} does not exist")
     if args.profile:
         os.environ["ALIGNEDREID_PROFILE"] = args.profile
     import pytest
@@ -107,6 +112,8 @@ def main(argv=None):
         report = args.gate_report or os.path.join(scratch, "verdict.json")
         arguments = pytest_arguments(args.module, args.array, report, args.numerics_only,
                                      scratch, extra, args.gate_pictures)
+        if not args.gate_report:  # a scratch file, gone when the run ends: not announced
+            arguments.append("--gate-report-unannounced")
         code = _without_plugin_autoload(pytest.main, arguments)
         if not os.path.exists(report):  # pytest stopped before the verdict (usage error)
             return 2

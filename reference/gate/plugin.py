@@ -23,6 +23,7 @@ loads this plugin, and so does ``python -m reference.gate``.
   only). Under ``--impl`` the run ends with the verdict by clause (``verdict.py``), and
   ``--gate-report PATH.json`` writes it as JSON (``verdict.schema.json``).
 """
+import argparse
 import importlib.util
 import json
 import os
@@ -70,6 +71,8 @@ def pytest_addoption(parser):
                     help="the array kind of --impl modules (default: guessed from the name)")
     group.addoption("--gate-report", metavar="PATH", default=None,
                     help="write the verdict by contract clause as JSON (verdict.schema.json)")
+    group.addoption("--gate-report-unannounced", action="store_true",
+                    help=argparse.SUPPRESS)  # python -m reference.gate: its own scratch file
     group.addoption("--gate-pictures", metavar="DIR", default=None,
                     help="save a picture of each formula 2 diagnosis in DIR (needs matplotlib)")
 
@@ -302,4 +305,5 @@ def pytest_terminal_summary(terminalreporter, config):
     if path:
         with open(path, "w") as f:
             json.dump(document, f, indent=1)
-        terminalreporter.write_line(f"verdict written to {path}")
+        if not config.getoption("--gate-report-unannounced"):
+            terminalreporter.write_line(f"verdict written to {path}")
