@@ -29,9 +29,9 @@ def _parser():
     two.add_argument("--global-query", metavar="PATH", help="query global features [M, C]")
     two.add_argument("--global-gallery", metavar="PATH",
                      help="gallery global features [N, C]")
-    two.add_argument("--shortlist", type=int, default=100,
+    two.add_argument("--shortlist", type=int, default=None,
                      help="candidates per query by the global distance (default 100)")
-    two.add_argument("--weight", type=float, default=1.0,
+    two.add_argument("--weight", type=float, default=None,
                      help="weight of the local distance (default 1.0)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS",
@@ -62,12 +62,20 @@ def _check_args(parser, args):
             parser.error(f"{flag} must be at least 1; got {value}")
     if args.timeout <= 0:
         parser.error(f"--timeout must be positive; got {args.timeout}")
+    for flag, value in (("--shortlist", args.shortlist), ("--weight", args.weight)):
+        if value is not None and not any(two_stage):
+            parser.error(f"{flag} is for the two-stage search: give --global-query and "
+                         "--global-gallery too")
+    args.shortlist = 100 if args.shortlist is None else args.shortlist
+    args.weight = 1.0 if args.weight is None else args.weight
     for name, path in (("query", args.query), ("gallery", args.gallery),
                        ("--global-query", args.global_query),
                        ("--global-gallery", args.global_gallery)):
         if path is not None and not os.path.isfile(path):
             parser.error(f"{name}: no such file: {path}")
     folder = os.path.dirname(os.path.abspath(args.out))
+    if os.path.isdir(args.out):
+        parser.error(f"--out: {args.out} is a directory; give the path of the .npz to write")
     if not os.path.isdir(folder):
         parser.error(f"--out: no such directory: {folder}")
     if not os.access(folder, os.W_OK):
@@ -110,6 +118,10 @@ def _save(path, **arrays):
     folder = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(prefix=".retrieval-", suffix=".npz", dir=folder)
     try:
+        # mkstemp makes it private (0600): give it the mode a new file gets (umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
         os.replace(temporary, path)

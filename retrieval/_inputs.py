@@ -55,7 +55,9 @@ class NpyFile:
         row_bytes = out[:1].nbytes
         runs = np.split(np.arange(len(index)), np.flatnonzero(np.diff(index) != 1) + 1)
         with open(self.path, "rb") as f:
-            if os.fstat(f.fileno()).st_size != self.offset + self.shape[0] * row_bytes:
+            # shorter than its header says: truncated or rewritten since it was opened
+            # (bytes after the data are allowed, as np.load allows them)
+            if os.fstat(f.fileno()).st_size < self.offset + self.shape[0] * row_bytes:
                 raise RuntimeError(f"{self.path} changed since it was opened "
                                    f"(expected {self.shape} {self.dtype})")
             for run in runs:
@@ -83,9 +85,11 @@ def _open_path(func, name, path):
 
 
 def _whole_file(array):
-    """``array`` maps a whole ``.npy`` file, as ``np.load(path, mmap_mode=...)`` gives."""
+    """``array`` maps a whole ``.npy`` file, as ``np.load(path, mmap_mode=...)`` gives, and
+    shares its pages: reading the file gives the array. A copy-on-write map (mode ``"c"``)
+    keeps its edits to itself, so it is taken as the array in memory that it is."""
     if not (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap)
-            and array.filename):
+            and array.filename and array.mode in ("r", "r+", "w+")):
         return False
     try:
         again = np.load(array.filename, mmap_mode="r", allow_pickle=False)
@@ -101,6 +105,10 @@ def features(func, name, value, shape_doc, rank):
         value = _open_path(func, name, value)
     elif isinstance(value, np.ndarray) and _whole_file(value):
         value = NpyFile.open(value.filename)
+    elif isinstance(value, np.ndarray) and type(value) not in (np.ndarray, np.memmap):
+        raise TypeError(f"{func}: {name} must be a plain numpy.ndarray, not a subclass; got "
+                        f"{describe(value)} (convert with np.asarray, after deciding what "
+                        "any masked entries mean)")
     elif not isinstance(value, (np.ndarray, da.Array)):
         raise TypeError(f"{func}: {name} must be a numpy.ndarray, a dask.array.Array or the "
                         f"path of a .npy file; got {describe(value)}")
@@ -164,9 +172,13 @@ def weight(func, value):
     """A finite, non-negative real number."""
     if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{func}: weight must be a real number; got {describe(value)}")
-    if not (math.isfinite(value) and value >= 0):
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int or a Fraction beyond the float range
+        as_float = math.inf
+    if not (math.isfinite(as_float) and as_float >= 0):
         raise ValueError(f"{func}: weight must be finite and at least 0; got {value}")
-    return float(value)
+    return as_float
 
 
 def client(func, value):

@@ -183,6 +183,10 @@ def rerank(query_global, gallery_global, query_local, gallery_local, k, *, short
     if k > shortlist:
         raise ValueError(f"{func}: k must be at most shortlist ({shortlist}); got {k}")
     weight = _inputs.weight(func, weight)
+    with np.errstate(over="ignore"):
+        in_dtype = np.dtype(query_local.dtype).type(weight)
+    if not np.isfinite(in_dtype):  # weight * local would be inf
+        raise ValueError(f"{func}: weight must be finite in {query_local.dtype}; got {weight}")
     chunk = _inputs.chunk_size(func, chunk_size)
     progress = _inputs.flag(func, "progress", progress)
     client = _inputs.client(func, client)

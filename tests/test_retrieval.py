@@ -261,6 +261,31 @@ def test_files_are_read_a_block_at_a_time(files, monkeypatch):
     assert sum(gallery_reads) == 40 * 3 and sum(query_reads) == 9 * 7  # 3 x 7 blocks
 
 
+def test_a_copy_on_write_map_is_searched_as_it_is_in_memory(files):
+    # np.load(mmap_mode="c") keeps its edits to itself: re-reading the file would drop them.
+    arrays, paths = files
+    mapped = np.load(paths["gallery_local"], mmap_mode="c")
+    mapped[7] = arrays["query_local"][0, :2]  # the first query's stripes, in the gallery
+    want = retrieval.topk(arrays["query_local"], np.array(mapped), 5, impl="reference")
+    got = retrieval.topk(arrays["query_local"], mapped, 5, impl="reference")
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+    on_disk = retrieval.topk(arrays["query_local"], arrays["gallery_local"], 5,
+                             impl="reference")
+    assert not np.array_equal(on_disk[0], want[0]), "the edit changes nothing; edit more"
+
+
+def test_a_file_with_bytes_after_its_data_is_read_as_np_load_reads_it(files, tmp_path):
+    arrays, paths = files
+    padded = tmp_path / "padded.npy"
+    padded.write_bytes(paths["gallery_local"].read_bytes() + b"\0" * 16)
+    np.testing.assert_array_equal(np.load(padded), arrays["gallery_local"])
+    want = retrieval.topk(arrays["query_local"], arrays["gallery_local"], 5, impl="reference")
+    got = retrieval.topk(arrays["query_local"], padded, 5, impl="reference")
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+
+
 def test_a_memmap_slice_is_not_mistaken_for_its_whole_file(files):
     _, paths = files
     mapped = np.load(paths["gallery_local"], mmap_mode="r")

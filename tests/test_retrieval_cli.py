@@ -132,6 +132,12 @@ BAD = [  # (case, tweak, exit status, words in the message)
      ("--impl", "importable")),
     ("out folder missing", lambda a, p, t: a.update({"--out": str(t / "no" / "o.npz")}), 2,
      ("--out", "no such directory")),
+    ("out is a folder", lambda a, p, t: (t / "sub").mkdir() or a.update({"--out": str(t / "sub")}),
+     2, ("--out", "is a directory")),
+    ("shortlist alone", lambda a, p, t: a.update({"--shortlist": "5"}), 2,
+     ("--shortlist", "two-stage", "--global-query")),
+    ("weight alone", lambda a, p, t: a.update({"--weight": "0.5"}), 2,
+     ("--weight", "two-stage", "--global-query")),
     ("no scheduler there", lambda a, p, t: a.update({"--scheduler": "tcp://127.0.0.1:9",
                                                      "--timeout": "1"}), 1,
      ("tcp://127.0.0.1:9",)),
@@ -170,3 +176,18 @@ def test_output_is_all_or_nothing(files, tmp_path, monkeypatch):
               "--no-progress", "--out", str(out)])
     assert out.read_bytes() == b"previous result"
     assert _leftovers(tmp_path) == ["result.npz"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_output_gets_the_mode_of_a_new_file(files, tmp_path, umask):
+    # Written through a private temporary file (0600), the result still gets the mode
+    # any new file gets under the umask: readable by others on a shared cluster at 022.
+    _, paths = files
+    out = tmp_path / "result.npz"
+    before = os.umask(umask)
+    try:
+        main([paths["query"], paths["gallery"], "-k", "2", "--impl", "reference",
+              "--no-progress", "--out", str(out)])
+    finally:
+        os.umask(before)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -34,6 +34,9 @@ def not_npy(tmp_path):
 
 FEATURE_CASES = [  # (case, value, error, words in the message)
     ("list", [[[1.0]]], TypeError, "numpy.ndarray"),
+    ("masked array", np.ma.masked_array(arr(3, 4, 5)), TypeError, "subclass"),
+    ("matrix subclass", np.asarray(arr(3, 4, 5)).view(type("Sub", (np.ndarray,), {})),
+     TypeError, "subclass"),
     ("integer", arr(3, 4, 5).astype(np.int64), TypeError, "float32 or float64"),
     ("wrong rank", arr(4, 5), ValueError, "shape"),
     ("empty", arr(0, 4, 5), ValueError, "empty"),
@@ -144,6 +147,11 @@ def test_options(call, name, value, error, words):
     (dict(weight=float("inf")), ValueError, ("weight", "finite")),
     (dict(weight="1"), TypeError, ("weight", "real number")),
     (dict(weight=True), TypeError, ("weight", "real number")),
+    (dict(weight=10**400), ValueError, ("weight", "finite")),  # no OverflowError
+    # finite as a Python float, inf in the features' float32: weight * local overflows
+    (dict(weight=1e308, query_local=Q.astype(np.float32), gallery_local=G.astype(np.float32),
+          query_global=QG.astype(np.float32), gallery_global=GG.astype(np.float32)),
+     ValueError, ("weight", "finite in float32")),
 ])
 def test_rerank_options(changes, error, words):
     _raises(lambda: _rerank(**changes), error, "rerank", *words)
