@@ -126,3 +126,31 @@ def test_local_dist_any_block_split_is_bitwise_the_same(dtype):
         np.testing.assert_array_equal(
             torch_impl.local_dist(x, y, chunk_size=chunk_size).numpy(),
             whole.numpy(), err_msg=f"chunk_size={chunk_size}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gpu_branches_of_the_reverse_pass_give_the_cpu_bits(monkeypatch, dtype):
+    # On a GPU the reverse pass always takes its NaN-proof shares and corrects for
+    # non-finite seeds (a test would cost a synchronisation); on the CPU only when needed.
+    # Taken on finite data, both must give the bits of the fast path.
+    import reference
+    import torch_impl.path as path
+
+    rng = np.random.default_rng(11)
+    d = rng.random((7, 9, 33))
+    d[:, :, :5] = d[:, :, :1]  # a few pairs with ties
+    d[2:4, 3:5, 3] = 0.5
+    cells = torch.tensor(d, dtype=dtype)
+    seed = torch.tensor(rng.uniform(0.5, 1.5, 33), dtype=dtype)
+
+    def gradient():
+        leaf = cells.clone().requires_grad_(True)
+        torch_impl.shortest_dist(leaf).backward(seed)
+        return leaf.grad.numpy()
+
+    fast = gradient()
+    monkeypatch.setattr(path, "_nan_free_on_cpu", lambda values: False)
+    monkeypatch.setattr(path, "_all_finite_on_cpu", lambda seed: False)
+    np.testing.assert_array_equal(gradient(), fast)
+    np.testing.assert_array_equal(fast, reference.shortest_dist_vjp(
+        d.astype(np.float32 if dtype == torch.float32 else np.float64), seed.numpy()))

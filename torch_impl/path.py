@@ -23,6 +23,7 @@ cell ``(r - 1, k - r + 1)`` and row ``r = 0`` the ``+inf`` padding:
   pass, which reuses its ``min`` decisions.
 """
 
+import math
 import threading
 
 import torch
@@ -199,6 +200,25 @@ def _table_flow(table, seed, scale=1, reuse=False):
     """
     m = table.shape[1] - 1
     flow, seeded, w_up, w_left, edges, loop = _flow_buffers(table, reuse)
+    if loop:
+        up, left = table[:-1, :m], table[:-1, 1:]
+        # The shares of all diagonals at once, straight into float buffers
+        # (a bool operand would make an add several times slower): 1 to the
+        # smaller side, 0.5 each on a tie, and 0 to both where a NaN makes
+        # every comparison false (the gradient goes nowhere from there).
+        (up_row, up_col), (left_row, left_col) = edges
+        torch.lt(up, left, out=w_up).add_(
+            torch.eq(up, left, out=w_left), alpha=0.5)
+        up_row.zero_()
+        up_col.fill_(1)
+        if _nan_free_on_cpu(table[-1, m]):
+            torch.sub(1, w_up, out=w_left)  # the same, where no NaN is compared
+        else:
+            greater = flow[:-1, :m]  # scratch: the flow is zeroed below
+            torch.eq(up, left, out=w_left).mul_(0.5).add_(
+                torch.gt(up, left, out=greater))
+            left_row.fill_(1)
+            left_col.zero_()
     flow.zero_()
     factor = None
     if torch.is_tensor(seed) and not _all_finite_on_cpu(seed):
@@ -209,29 +229,29 @@ def _table_flow(table, seed, scale=1, reuse=False):
                         torch.where(finite, 1, seed))
     seeded.add_(seed, alpha=scale)  # sets it: 0 + scale * seed
     if loop:
-        up, left = table[:-1, :m], table[:-1, 1:]
-        # The shares of all diagonals at once, straight into float buffers: 1
-        # to the smaller side, 0.5 each on a tie, and 0 to both where a NaN
-        # makes both comparisons false (the gradient goes nowhere from there).
-        torch.eq(up, left, out=w_left).mul_(0.5)
-        torch.lt(up, left, out=w_up).add_(w_left)
-        w_left.add_(torch.gt(up, left))
-        (up_row, up_col), (left_row, left_col) = edges
-        up_row.zero_()
-        left_row.fill_(1)
-        up_col.fill_(1)
-        left_col.zero_()
         for g, up_k, left_k, w_u, w_l in loop:
             up_k.addcmul_(g, w_u)
             left_k.addcmul_(g, w_l)
     return flow if factor is None else _times_where_flowing(flow, factor)
 
 
+def _nan_free_on_cpu(values):
+    """True for a CPU tensor of formula 2's values free of NaN: then so is its
+    whole table (a NaN spreads to every cell after it, the last one
+    included). One sum is the cheapest test: NaN only with a NaN in it, or
+    with +inf and -inf values, where the NaN-proof shares are right as well.
+    On a GPU the answer would cost a synchronisation, so the NaN-proof shares
+    (two more element-wise operations) are always taken there."""
+    return values.device.type == "cpu" and not math.isnan(values.sum().item())
+
+
 def _all_finite_on_cpu(seed):
-    """True for a CPU tensor of finite values: its flow needs no correction. On
-    a GPU the answer would cost a synchronisation, so the correction (a few
-    element-wise operations, queued) always runs there."""
-    return seed.device.type == "cpu" and bool(torch.isfinite(seed).all())
+    """True for a CPU tensor of finite values: its flow needs no correction.
+    One sum is the cheapest test (one that overflows only costs the
+    correction, which is right for finite seeds too). On a GPU the answer
+    would cost a synchronisation, so the correction (a few element-wise
+    operations, queued) always runs there."""
+    return seed.device.type == "cpu" and math.isfinite(seed.sum().item())
 
 
 def _times_where_flowing(flow, factor):
