@@ -113,16 +113,25 @@ def _client(args):
     return Client(cluster, timeout=args.timeout)
 
 
+def _umask():
+    """This process's umask, read without changing it (Linux: /proc/self/status)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration):  # elsewhere: set and restore it at once
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return umask
+
+
 def _save(path, **arrays):
     """Write ``arrays`` to ``path`` (.npz) through a temporary file in the same folder."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(prefix=".retrieval-", suffix=".npz", dir=folder)
     try:
-        # mkstemp makes it private (0600): give it the mode a new file gets (umask)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
+            # mkstemp makes it private (0600): give it the mode a new file gets (umask)
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             np.savez(f, **arrays)
         os.replace(temporary, path)
     except BaseException:

@@ -3,8 +3,9 @@
 An input is a NumPy array, a path to a ``.npy`` file, or a Dask array. A path, or a
 memory map of a whole ``.npy`` file (``np.load(path, mmap_mode="r")``), becomes an
 ``NpyFile``: each block task reads its own rows from the file (on a Dask worker: itself,
-so only the path travels), so a file is never held in memory whole. Every message starts with the public function's name, names the argument
-and says what was expected and what came.
+so only the path travels), so a file is never held in memory whole. Every message starts
+with the public function's name, names the argument and says what was expected and what
+came.
 """
 import math
 import mmap
@@ -80,6 +81,7 @@ def _open_path(func, name, path):
         raise ValueError(f"{func}: {name} must be a .npy file of numbers; {path!r} is not "
                          f"({error})") from None
     if not isinstance(array, np.ndarray):
+        array.close()  # an NpzFile holds the file open
         raise ValueError(f"{func}: {name} must be a .npy file; {path!r} is an archive")
     return NpyFile.open(path)
 
@@ -175,7 +177,8 @@ def weight(func, value):
     try:
         as_float = float(value)
     except OverflowError:  # an int or a Fraction beyond the float range
-        as_float = math.inf
+        raise ValueError(f"{func}: weight must be finite and at least 0; got a "
+                         f"{type(value).__name__} beyond the float range") from None
     if not (math.isfinite(as_float) and as_float >= 0):
         raise ValueError(f"{func}: weight must be finite and at least 0; got {value}")
     return as_float

@@ -183,10 +183,11 @@ def rerank(query_global, gallery_global, query_local, gallery_local, k, *, short
     if k > shortlist:
         raise ValueError(f"{func}: k must be at most shortlist ({shortlist}); got {k}")
     weight = _inputs.weight(func, weight)
-    with np.errstate(over="ignore"):
-        in_dtype = np.dtype(query_local.dtype).type(weight)
-    if not np.isfinite(in_dtype):  # weight * local would be inf
-        raise ValueError(f"{func}: weight must be finite in {query_local.dtype}; got {weight}")
+    # a local distance is at most m + n - 1 (each cell of a path is below 1)
+    largest = weight * (query_local.shape[1] + gallery_local.shape[1] - 1)
+    if largest > float(np.finfo(query_local.dtype).max):  # weight * local could be inf
+        raise ValueError(f"{func}: weight times the largest local distance must be finite "
+                         f"in {np.dtype(query_local.dtype)}; got weight {weight}")
     chunk = _inputs.chunk_size(func, chunk_size)
     progress = _inputs.flag(func, "progress", progress)
     client = _inputs.client(func, client)

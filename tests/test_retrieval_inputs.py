@@ -152,6 +152,9 @@ def test_options(call, name, value, error, words):
     (dict(weight=1e308, query_local=Q.astype(np.float32), gallery_local=G.astype(np.float32),
           query_global=QG.astype(np.float32), gallery_global=GG.astype(np.float32)),
      ValueError, ("weight", "finite in float32")),
+    (dict(weight=1e38, query_local=Q.astype(np.float32), gallery_local=G.astype(np.float32),
+          query_global=QG.astype(np.float32), gallery_global=GG.astype(np.float32)),
+     ValueError, ("weight", "largest local distance")),
 ])
 def test_rerank_options(changes, error, words):
     _raises(lambda: _rerank(**changes), error, "rerank", *words)

@@ -12,7 +12,8 @@ ends with the verdict by contract clause; ``--gate-report PATH.json`` writes it 
 Exit status: 0 when no defect was found (wrong results or crashes on valid input; bad
 input refused with another exception, or another convention, is reported but passes),
 1 when one was, 2 when the suite could not run or judge (a module that fails to import
-or holds no function of the contract, a usage error). Arguments after ``--`` go to pytest as they are (``-- -k mining -x``).
+or holds no function of the contract, a usage error). Arguments after ``--`` go to
+pytest as they are (``-- -k mining -x``).
 """
 import argparse
 import json
@@ -69,6 +70,17 @@ def exit_status(document):
     return status
 
 
+def _check_report_path(parser, path):
+    """A usage error, before anything runs, for a ``--gate-report`` that cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        parser.error(f"--gate-report: {path} is a folder; give the path of the .json to write")
+    if not os.path.isdir(folder):
+        parser.error(f"--gate-report: the folder of {path} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        parser.error(f"--gate-report: cannot write {path}")
+
+
 def _without_plugin_autoload(run, arguments):
     """``run(arguments)`` with pytest's entry-point plugins off: only those ``-p`` names load."""
     before = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
@@ -102,8 +114,8 @@ def main(argv=None):
     parser.add_argument("--profile", choices=PROFILES, default=None,
                         help="how many examples Hypothesis tries (default: ci, 100 per test)")
     args = parser.parse_args(argv)
-    if args.gate_report and not os.path.isdir(os.path.dirname(os.path.abspath(args.gate_report))):
-        parser.error(f"--gate-report: the folder of {args.gate_report} does not exist")
+    if args.gate_report:
+        _check_report_path(parser, args.gate_report)
     if args.profile:
         os.environ["ALIGNEDREID_PROFILE"] = args.profile
     import pytest
