@@ -10,10 +10,11 @@ exposing ``__cuda_array_interface__`` (CuPy, torch CUDA tensors), wrapped withou
 The GPU kernels take C-contiguous arrays only: others are refused here (torch tensors
 are made contiguous before, by ``_dispatch.follows_torch``).
 """
-import math
 import numbers
 
 import numpy as np
+
+from alignedreid_dp import arguments
 
 from ._dispatch import CPU, GPU, backend
 
@@ -158,25 +159,11 @@ def index_array(func, name, inds, n, target=CPU):
     return inds
 
 
-def _is_real_number(value):
-    """A Python or NumPy real number; not a bool (a flag passed by mistake), not a string."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _number_as(value, dtype):
-    """A real number as a 0-d array of ``dtype``; one beyond the float range (a Python int
-    or Fraction) rounds to ``±inf``, as IEEE rounding of a large float does."""
-    try:
-        return np.asarray(value, dtype=dtype)
-    except OverflowError:
-        return np.asarray(math.inf if value > 0 else -math.inf, dtype=dtype)
-
-
 def grad_like(func, grad_out, shape, dtype, target=CPU):
     """Check an output gradient: same shape, dtype and device as the output it belongs to."""
     shape = tuple(shape)
-    if shape == () and _is_real_number(grad_out) and not is_gpu_array(grad_out):
-        return backend(target).from_host(_number_as(grad_out, dtype))
+    if shape == () and arguments.is_real_number(grad_out) and not is_gpu_array(grad_out):
+        return backend(target).from_host(arguments.number_as(grad_out, dtype))
     grad_target, grad_out = as_target(func, "grad_out", grad_out)
     same_target(func, "grad_out", grad_target, "the input", target)
     if tuple(grad_out.shape) != shape:
@@ -211,21 +198,3 @@ def chunk_size(func, value):
     if value < 1:
         raise ValueError(f"{func}: chunk_size must be at least 1; got {value}")
     return int(value)
-
-
-def margin_of(margin):
-    """``TripletLoss``'s margin as a float, or ``None`` (the soft margin): a finite real
-    number only (with ``±inf`` the hinge or its slope would meet ``inf - inf`` or ``0 * inf``,
-    and NaN has no meaning as a margin)."""
-    if margin is None:
-        return None
-    if isinstance(margin, bool) or not isinstance(margin, numbers.Real):
-        raise TypeError(f"TripletLoss: margin must be a real number or None; got {margin!r}")
-    try:
-        value = float(margin)
-    except OverflowError:  # an int or a Fraction beyond the float range
-        raise ValueError(f"TripletLoss: margin must be finite (or None); got a "
-                         f"{type(margin).__name__} beyond the float range") from None
-    if not math.isfinite(value):
-        raise ValueError(f"TripletLoss: margin must be finite (or None); got {margin!r}")
-    return value

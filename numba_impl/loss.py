@@ -7,6 +7,8 @@ the selected distances do.
 
 import numpy as np
 
+from alignedreid_dp import arguments
+
 from . import _checks
 from ._dispatch import backend, follows_torch
 from .mining import _mine, hard_example_mining
@@ -31,7 +33,10 @@ class TripletLoss:
     """
 
     def __init__(self, margin=None):
-        self.margin = _checks.margin_of(margin)
+        # finite or None: with +-inf the hinge or its slope would meet inf - inf or 0 * inf,
+        # and NaN has no meaning as a margin
+        self.margin = None if margin is None else arguments.finite_float(
+            "TripletLoss", "margin", margin, "a finite real number or None")
 
     def __repr__(self):
         return f"TripletLoss(margin={self.margin})"

@@ -4,10 +4,11 @@ Every message starts with the public function's name, names the argument and say
 what was expected and what came, e.g.
 ``local_dist: x must have shape (M, m, d); got (32, 128)``.
 """
-import math
 import numbers
 
 import numpy as np
+
+from alignedreid_dp import arguments
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: The ndarray types taken as they are. Other subclasses are refused by name: arithmetic
@@ -108,24 +109,10 @@ def index_array(func, name, inds, n):
     return inds
 
 
-def _is_real_number(value):
-    """A Python or NumPy real number; not a bool (a flag passed by mistake), not a string."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _number_as(value, dtype):
-    """A real number as a 0-d array of ``dtype``; one beyond the float range (a Python int
-    or Fraction) rounds to ``±inf``, as IEEE rounding of a large float does."""
-    try:
-        return np.asarray(value, dtype=dtype)
-    except OverflowError:
-        return np.asarray(math.inf if value > 0 else -math.inf, dtype=dtype)
-
-
 def grad_like(func, grad_out, shape, dtype):
     """Check an output gradient: same shape and dtype as the output it belongs to."""
-    if shape == () and _is_real_number(grad_out):
-        grad_out = _number_as(grad_out, dtype)
+    if shape == () and arguments.is_real_number(grad_out):
+        grad_out = arguments.number_as(grad_out, dtype)
     if not isinstance(grad_out, np.ndarray):
         raise TypeError(f"{func}: grad_out must be a numpy.ndarray; got {_describe(grad_out)}")
     refuse_subclass(func, "grad_out", grad_out)
@@ -165,21 +152,3 @@ def progress(func, value):
 
 def _describe(value):
     return f"{type(value).__module__}.{type(value).__qualname__}"
-
-
-def margin_of(margin):
-    """``TripletLoss``'s margin as a float, or ``None`` (the soft margin): a finite real
-    number only (with ``±inf`` the hinge or its slope would meet ``inf - inf`` or ``0 * inf``,
-    and NaN has no meaning as a margin)."""
-    if margin is None:
-        return None
-    if isinstance(margin, bool) or not isinstance(margin, numbers.Real):
-        raise TypeError(f"TripletLoss: margin must be a real number or None; got {margin!r}")
-    try:
-        value = float(margin)
-    except OverflowError:  # an int or a Fraction beyond the float range
-        raise ValueError(f"TripletLoss: margin must be finite (or None); got a "
-                         f"{type(margin).__name__} beyond the float range") from None
-    if not math.isfinite(value):
-        raise ValueError(f"TripletLoss: margin must be finite (or None); got {margin!r}")
-    return value

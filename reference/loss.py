@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from alignedreid_dp import arguments
+
 from . import _checks
 from .distance import _euclidean, euclidean_dist_vjp, normalize, normalize_vjp
 from .local import _pair_dist, batch_local_dist_vjp, local_dist, local_dist_vjp
@@ -27,7 +29,10 @@ class TripletLoss:
     """
 
     def __init__(self, margin=None):
-        self.margin = _checks.margin_of(margin)
+        # finite or None: with +-inf the hinge or its slope would meet inf - inf or 0 * inf,
+        # and NaN has no meaning as a margin
+        self.margin = None if margin is None else arguments.finite_float(
+            "TripletLoss", "margin", margin, "a finite real number or None")
 
     def __repr__(self):
         return f"TripletLoss(margin={self.margin})"

@@ -15,6 +15,8 @@ import os
 import dask.array as da
 import numpy as np
 
+from alignedreid_dp import arguments
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -172,16 +174,10 @@ def flag(func, name, value):
 
 def weight(func, value):
     """A finite, non-negative real number."""
-    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{func}: weight must be a real number; got {describe(value)}")
-    try:
-        as_float = float(value)
-    except OverflowError:  # an int or a Fraction beyond the float range
-        raise ValueError(f"{func}: weight must be finite and at least 0; got a "
-                         f"{type(value).__name__} beyond the float range") from None
-    if not (math.isfinite(as_float) and as_float >= 0):
-        raise ValueError(f"{func}: weight must be finite and at least 0; got {value}")
-    return as_float
+    weight = arguments.finite_float(func, "weight", value, "a finite real number, at least 0")
+    if weight < 0:
+        raise ValueError(f"{func}: weight must be a finite real number, at least 0; got {value}")
+    return weight
 
 
 def client(func, value):

@@ -10,7 +10,6 @@ CUDA device; the one exception is :func:`check_has_negative`, which has to
 look at values.
 """
 
-import math
 import numbers
 
 import torch
@@ -197,21 +196,3 @@ def check_progress(fn, progress):
     if not isinstance(progress, bool):
         raise TypeError(
             f"{fn}: progress must be a bool; got {type(progress).__name__}")
-
-
-def margin_of(margin):
-    """``TripletLoss``'s margin as a float, or ``None`` (the soft margin): a finite real
-    number only (with ``±inf`` the hinge or its slope would meet ``inf - inf`` or ``0 * inf``,
-    and NaN has no meaning as a margin)."""
-    if margin is None:
-        return None
-    if isinstance(margin, bool) or not isinstance(margin, numbers.Real):
-        raise TypeError(f"TripletLoss: margin must be a real number or None; got {margin!r}")
-    try:
-        value = float(margin)
-    except OverflowError:  # an int or a Fraction beyond the float range
-        raise ValueError(f"TripletLoss: margin must be finite (or None); got a "
-                         f"{type(margin).__name__} beyond the float range") from None
-    if not math.isfinite(value):
-        raise ValueError(f"TripletLoss: margin must be finite (or None); got {margin!r}")
-    return value
